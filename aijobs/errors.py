@@ -1,0 +1,60 @@
+"""Errors as values with a code: one family, rendered once as problem+json by the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AppError(Exception):
+    """A failure the client should see, with its HTTP status and machine-readable code."""
+
+    status = 400
+    code = "invalid_request"
+    title = "Invalid request"
+
+    def __init__(self, detail: str, *, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra or {}
+
+
+class InvalidRequest(AppError):
+    status = 422
+    code = "invalid_request"
+    title = "Invalid request"
+
+
+class UnknownModel(AppError):
+    status = 422
+    code = "unknown_model"
+    title = "Unknown model"
+
+
+class Unauthorized(AppError):
+    status = 401
+    code = "unauthorized"
+    title = "Unauthorized"
+
+
+class Forbidden(AppError):
+    status = 403
+    code = "unauthorized"
+    title = "Forbidden"
+
+
+class NotFound(AppError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class Conflict(AppError):
+    status = 409
+    code = "invalid_request"
+    title = "Conflict"
+
+
+class PayloadTooLarge(AppError):
+    status = 413
+    code = "invalid_request"
+    title = "Payload too large"

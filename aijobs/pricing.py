@@ -1,0 +1,81 @@
+"""Model prices (USD per 1M tokens): the shipped table plus AIJOBS_PRICING_FILE overrides."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from aijobs.errors import UnknownModel
+from aijobs.settings import get_settings
+
+PROVIDERS = ("openai", "anthropic", "sim")
+MILLION = Decimal(1_000_000)
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    model: str
+    mode: str  # "chat" | "embedding"
+    input_per_m: Decimal
+    output_per_m: Decimal
+    max_output_tokens: int
+
+    def cost(self, input_tokens: int, output_tokens: int) -> Decimal:
+        return (input_tokens * self.input_per_m + output_tokens * self.output_per_m) / MILLION
+
+
+def _parse(models: dict[str, Any]) -> dict[str, ModelPrice]:
+    table: dict[str, ModelPrice] = {}
+    for name, entry in models.items():
+        table[name] = ModelPrice(
+            model=name,
+            mode=str(entry.get("mode", "chat")),
+            input_per_m=Decimal(str(entry["input"])),
+            output_per_m=Decimal(str(entry.get("output", "0"))),
+            max_output_tokens=int(entry.get("max_output_tokens", 4096)),
+        )
+    return table
+
+
+def _load_override(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        import yaml  # type: ignore[import-untyped]  # optional: only for YAML price files
+
+        data = yaml.safe_load(text)
+    else:
+        data = json.loads(text)
+    models = data.get("models", data) if isinstance(data, dict) else None
+    if not isinstance(models, dict):
+        raise ValueError(f"{path}: expected a mapping of model -> prices")
+    return models
+
+
+@lru_cache
+def pricing_table() -> dict[str, ModelPrice]:
+    shipped = json.loads(resources.files("aijobs").joinpath("data/pricing.json").read_text())
+    table = _parse(shipped["models"])
+    override = get_settings().pricing_file
+    if override is not None:
+        table.update(_parse(_load_override(override)))
+    return table
+
+
+def price_for(model: str) -> ModelPrice:
+    """The price of a `<provider>/<name>` model, or UnknownModel."""
+    provider, _, name = model.partition("/")
+    if provider not in PROVIDERS or not name:
+        raise UnknownModel(
+            f"unknown provider in model {model!r}; use one of {', '.join(PROVIDERS)}"
+        )
+    price = pricing_table().get(model)
+    if price is None:
+        raise UnknownModel(
+            f"model {model!r} has no price; add it with AIJOBS_PRICING_FILE to use it"
+        )
+    return price

@@ -1,0 +1,117 @@
+"""The job request as clients send it, validated once at submit and re-read by the worker."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+TASKS = ("chat", "embed")
+NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(max_length=500_000)
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    stop: str | list[NonEmptyStr] | None = None
+    seed: int | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_limit(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and not 1 <= len(value) <= 4:
+            raise ValueError("stop takes 1 to 4 sequences")
+        return value
+
+
+class JobRequest(BaseModel):
+    """POST /v1/jobs body. Unknown fields are refused so typos do not pass silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=3, max_length=200, pattern=r"^[A-Za-z0-9_.-]+/.+$")
+    task: Literal["chat", "embed"] = "chat"
+    messages: list[Message] | None = Field(default=None, min_length=1, max_length=1000)
+    input: NonEmptyStr | list[NonEmptyStr] | None = None
+    params: Params = Field(default_factory=Params)
+    response_schema: dict[str, Any] | None = None
+    webhook_url: str | None = Field(default=None, max_length=2000)
+    cache: bool = True
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    timeout_s: float = Field(default=60, gt=0, le=600)
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("input")
+    @classmethod
+    def _input_limit(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and not 1 <= len(value) <= 2048:
+            raise ValueError("input takes 1 to 2048 strings")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_limit(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 16:
+            raise ValueError("metadata holds at most 16 pairs")
+        for key, item in value.items():
+            if not 1 <= len(key) <= 64 or len(item) > 512:
+                raise ValueError("metadata keys are 1-64 characters, values at most 512")
+        return value
+
+    @field_validator("response_schema")
+    @classmethod
+    def _schema_is_valid(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            try:
+                Draft202012Validator.check_schema(value)
+            except SchemaError as exc:
+                raise ValueError(
+                    f"response_schema is not a valid JSON Schema: {exc.message}"
+                ) from exc
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_shape(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("webhook_url must be an http(s) URL with a host")
+        return value
+
+    @model_validator(mode="after")
+    def _task_shape(self) -> JobRequest:
+        if self.task == "chat":
+            if not self.messages:
+                raise ValueError("a chat job needs messages")
+            if self.input is not None:
+                raise ValueError("input is for embed jobs; chat jobs take messages")
+        else:
+            if self.input is None:
+                raise ValueError("an embed job needs input")
+            if self.messages is not None:
+                raise ValueError("messages are for chat jobs; embed jobs take input")
+            if self.response_schema is not None:
+                raise ValueError("response_schema applies to chat jobs only")
+        return self

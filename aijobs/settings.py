@@ -1,0 +1,95 @@
+"""The one settings object, read from the environment (prefix AIJOBS_) and `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AIJOBS_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    broker_url: str | None = None
+    admin_token: str | None = None
+    pricing_file: Path | None = None
+    webhook_allow_hosts: str = ""
+    retry_base_s: float = Field(default=1.0, gt=0)
+    retry_cap_s: float = Field(default=60.0, gt=0)
+    webhook_retry_delays: str = "5,300,1800,7200,18000,36000,36000"
+    sim_latency_s: float = Field(default=0.5, ge=0)
+    sim_error_rate: float = Field(default=0.0, ge=0, le=1)
+
+    # Recovery: a running job's lease is renewed by its worker; a job whose lease
+    # lapsed, or that sat queued without being picked up, is published again.
+    lease_s: float = Field(default=20.0, gt=0)
+    sweep_interval_s: float = Field(default=1.0, gt=0)
+    requeue_after_s: float = Field(default=15.0, gt=0)
+
+    worker_concurrency: int = Field(default=32, ge=1)
+    data_dir: Path = Path(".aijobs")
+
+    openai_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "AIJOBS_OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "AIJOBS_OPENAI_BASE_URL")
+    )
+    anthropic_api_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ANTHROPIC_API_KEY", "AIJOBS_ANTHROPIC_API_KEY"),
+    )
+    anthropic_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "AIJOBS_ANTHROPIC_BASE_URL"),
+    )
+    sentry_dsn: str | None = Field(
+        default=None, validation_alias=AliasChoices("SENTRY_DSN", "AIJOBS_SENTRY_DSN")
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg_driver(cls, value: str | None) -> str | None:
+        """Accept plain postgres:// URLs and use psycopg 3 for them."""
+        if value is None:
+            return None
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        if not value.startswith("postgresql+psycopg://"):
+            raise ValueError("AIJOBS_DATABASE_URL must be a postgresql:// URL (psycopg 3)")
+        return value
+
+    @property
+    def effective_broker_url(self) -> str:
+        url = self.broker_url or self.redis_url
+        if not url:
+            raise RuntimeError("AIJOBS_REDIS_URL (or AIJOBS_BROKER_URL) is not set")
+        return url
+
+    @property
+    def required_database_url(self) -> str:
+        if not self.database_url:
+            raise RuntimeError(
+                "AIJOBS_DATABASE_URL is not set (use `aijobs dev` for the embedded default)"
+            )
+        return self.database_url
+
+    @property
+    def required_redis_url(self) -> str:
+        if not self.redis_url:
+            raise RuntimeError(
+                "AIJOBS_REDIS_URL is not set (use `aijobs dev` for the embedded one)"
+            )
+        return self.redis_url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

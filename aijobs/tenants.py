@@ -1,0 +1,69 @@
+"""Tenants and their API keys: create, look up by key (hashed), never store a key in clear."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from aijobs.errors import Unauthorized
+from aijobs.models import ApiKey, Tenant
+
+KEY_PREFIX = "aj_"
+
+
+def hash_key(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    tenant: str
+    api_key: str
+    webhook_secret: str
+
+
+def create_key(
+    session: Session,
+    tenant_name: str,
+    *,
+    daily_budget: Decimal | None = None,
+    monthly_budget: Decimal | None = None,
+    rpm: int | None = None,
+) -> IssuedKey:
+    """Create the tenant if new (updating the limits given), and issue a new API key."""
+    tenant = session.scalar(select(Tenant).where(Tenant.name == tenant_name))
+    if tenant is None:
+        tenant = Tenant(name=tenant_name, webhook_secret=new_webhook_secret())
+        session.add(tenant)
+    if daily_budget is not None:
+        tenant.daily_budget_usd = daily_budget
+    if monthly_budget is not None:
+        tenant.monthly_budget_usd = monthly_budget
+    if rpm is not None:
+        tenant.rpm = rpm
+    session.flush()
+    api_key = KEY_PREFIX + secrets.token_urlsafe(32)
+    session.add(ApiKey(tenant_id=tenant.id, key_hash=hash_key(api_key), prefix=api_key[:10]))
+    session.flush()
+    return IssuedKey(tenant=tenant.name, api_key=api_key, webhook_secret=tenant.webhook_secret)
+
+
+def authenticate(session: Session, api_key: str) -> Tenant:
+    tenant = session.scalar(
+        select(Tenant)
+        .join(ApiKey, ApiKey.tenant_id == Tenant.id)
+        .where(ApiKey.key_hash == hash_key(api_key), ApiKey.revoked_at.is_(None))
+    )
+    if tenant is None:
+        raise Unauthorized("invalid or revoked API key")
+    return tenant

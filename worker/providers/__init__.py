@@ -1,0 +1,1 @@
+"""AI providers, one module each, behind one small interface (`base.Provider`)."""

@@ -1,0 +1,54 @@
+"""What every provider returns, and the one error type they raise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aijobs.schemas import JobRequest
+
+
+@dataclass(frozen=True)
+class Completion:
+    content: str
+    finish_reason: str
+    input_tokens: int
+    output_tokens: int
+    embeddings: list[list[float]] | None = None
+
+
+class ProviderError(Exception):
+    """A failed provider call, already mapped to one of our error codes."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after_s: float | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+        self.http_status = http_status
+
+
+class Provider(Protocol):
+    def run(self, name: str, request: JobRequest, timeout_s: float) -> Completion:
+        """Make exactly one provider call (no SDK retries) and return its result."""
+
+
+def estimate_tokens(text: str) -> int:
+    """For servers that omit usage: about four characters a token, never zero."""
+    return max(1, len(text) // 4)
+
+
+def request_text(request: JobRequest) -> str:
+    if request.messages is not None:
+        return "\n".join(message.content for message in request.messages)
+    value: Any = request.input
+    return "\n".join(value) if isinstance(value, list) else str(value or "")

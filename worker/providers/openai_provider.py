@@ -1,0 +1,78 @@
+"""OpenAI and any OpenAI-compatible server, through the official SDK (Chat Completions,
+Embeddings). The SDK's own retries are off: every call is one recorded attempt."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import openai
+
+from aijobs.schemas import JobRequest
+from aijobs.settings import get_settings
+from worker.providers.base import Completion, ProviderError, estimate_tokens, request_text
+
+
+@lru_cache
+def _client() -> openai.OpenAI:
+    settings = get_settings()
+    if not settings.openai_api_key:
+        raise ProviderError(
+            "provider_error", "OPENAI_API_KEY is not set on the worker", retryable=False
+        )
+    return openai.OpenAI(
+        api_key=settings.openai_api_key,
+        base_url=settings.openai_base_url,
+        max_retries=0,
+    )
+
+
+def _chat_kwargs(name: str, request: JobRequest) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "model": name,
+        "messages": [message.model_dump() for message in request.messages or []],
+    }
+    kwargs.update(request.params.model_dump(exclude_none=True))
+    if request.response_schema is not None:
+        kwargs["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "response", "schema": request.response_schema},
+        }
+    return kwargs
+
+
+class OpenAIProvider:
+    def run(self, name: str, request: JobRequest, timeout_s: float) -> Completion:
+        client = _client()
+        if request.task == "embed":
+            inputs = request.input if isinstance(request.input, list) else [request.input or ""]
+            embedded = client.embeddings.create(model=name, input=inputs, timeout=timeout_s)
+            vectors = [item.embedding for item in sorted(embedded.data, key=lambda d: d.index)]
+            usage = embedded.usage
+            tokens = usage.prompt_tokens if usage else estimate_tokens(request_text(request))
+            return Completion(
+                content="",
+                finish_reason="stop",
+                input_tokens=tokens,
+                output_tokens=0,
+                embeddings=vectors,
+            )
+        response = client.chat.completions.create(**_chat_kwargs(name, request), timeout=timeout_s)
+        if not response.choices:
+            raise ProviderError(
+                "provider_error", "the provider returned no choices", retryable=True
+            )
+        choice = response.choices[0]
+        content = choice.message.content or ""
+        if response.usage is not None:
+            input_tokens = response.usage.prompt_tokens
+            output_tokens = response.usage.completion_tokens
+        else:
+            input_tokens = estimate_tokens(request_text(request))
+            output_tokens = estimate_tokens(content)
+        return Completion(
+            content=content,
+            finish_reason=choice.finish_reason or "stop",
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+        )

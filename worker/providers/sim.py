@@ -1,0 +1,59 @@
+"""The built-in simulator (`sim/*`), for demos and load tests: it calls no real model.
+
+`sim/echo` replies with the last user message; `sim/embed` returns deterministic
+vectors. Latency and the share of transient failures come from settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+
+from aijobs.schemas import JobRequest
+from aijobs.settings import get_settings
+from worker.providers.base import Completion, ProviderError
+
+DIMENSIONS = 8
+
+
+def _words(text: str) -> int:
+    return max(1, len(text.split()))
+
+
+def _vector(text: str) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    return [round(byte / 255, 6) for byte in digest[:DIMENSIONS]]
+
+
+class SimProvider:
+    def run(self, name: str, request: JobRequest, timeout_s: float) -> Completion:
+        settings = get_settings()
+        latency = settings.sim_latency_s
+        if latency > timeout_s:
+            time.sleep(timeout_s)
+            raise ProviderError("provider_timeout", "sim: simulated timeout", retryable=True)
+        if latency:
+            time.sleep(latency)
+        if settings.sim_error_rate and random.random() < settings.sim_error_rate:
+            raise ProviderError(
+                "provider_error", "sim: simulated transient error", retryable=True, http_status=503
+            )
+        if request.task == "embed":
+            inputs = request.input if isinstance(request.input, list) else [request.input or ""]
+            return Completion(
+                content="",
+                finish_reason="stop",
+                input_tokens=sum(_words(text) for text in inputs),
+                output_tokens=0,
+                embeddings=[_vector(text) for text in inputs],
+            )
+        messages = request.messages or []
+        users = [message.content for message in messages if message.role == "user"]
+        reply = users[-1] if users else ""
+        return Completion(
+            content=reply,
+            finish_reason="stop",
+            input_tokens=sum(_words(message.content) for message in messages),
+            output_tokens=_words(reply),
+        )
