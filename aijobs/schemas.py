@@ -49,7 +49,8 @@ class JobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(min_length=3, max_length=200, pattern=r"^[A-Za-z0-9_.-]+/.+$")
+    # "<provider>/<name>"; checked against the price table (unknown_model) at submit.
+    model: str = Field(min_length=1, max_length=200)
     task: Literal["chat", "embed"] = "chat"
     messages: list[Message] | None = Field(default=None, min_length=1, max_length=1000)
     input: NonEmptyStr | list[NonEmptyStr] | None = None

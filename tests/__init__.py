@@ -1,0 +1,1 @@
+"""aijobs tests: real Postgres and Redis, real API and worker processes, a fake provider."""

@@ -1,0 +1,161 @@
+"""A small OpenAI-compatible server: the one fake in the tests, at the HTTP boundary.
+
+It answers Chat Completions and Embeddings, counts calls by the last user message,
+and injects faults written into that message:
+  [fail:500x2]  the first 2 calls with this message answer HTTP 500
+  [status:400]  every call answers HTTP 400
+  [429:1]       the first call answers 429 with Retry-After: 1
+  [sleep:3]     wait 3 s before answering
+  [reply:TEXT]  answer TEXT instead of echoing the message
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+DIRECTIVE = re.compile(r"\[(fail|status|429|sleep|reply):([^\]]*)\]")
+
+
+def words(text: str) -> int:
+    return max(1, len(text.split()))
+
+
+class FakeOpenAI:
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.call_times: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def start(self) -> FakeOpenAI:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+    def count(self, key: str) -> int:
+        with self._lock:
+            return self.calls[key]
+
+    def _record(self, key: str) -> int:
+        with self._lock:
+            self.calls[key] += 1
+            self.call_times.setdefault(key, []).append(time.monotonic())
+            return self.calls[key]
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                payload = json.loads(self.rfile.read(length) or b"{}")
+                if self.path.endswith("/embeddings"):
+                    self._embeddings(payload)
+                elif self.path.endswith("/chat/completions"):
+                    self._chat(payload)
+                else:
+                    self._send(404, {"error": {"message": "no such route"}}, {})
+
+            def _fault(self, key: str, n: int) -> bool:
+                """Apply the directives in key; True when an error answer was sent."""
+                for name, arg in DIRECTIVE.findall(key):
+                    if name == "sleep":
+                        time.sleep(float(arg))
+                    elif name == "status":
+                        self._send(int(arg), {"error": {"message": f"injected {arg}"}}, {})
+                        return True
+                    elif name == "fail":
+                        status, _, times = arg.partition("x")
+                        if n <= int(times or 1):
+                            self._send(int(status), {"error": {"message": "injected"}}, {})
+                            return True
+                    elif name == "429" and n <= 1:
+                        body = {"error": {"message": "slow down"}}
+                        self._send(429, body, {"Retry-After": arg})
+                        return True
+                return False
+
+            def _chat(self, payload: dict[str, Any]) -> None:
+                messages = payload.get("messages", [])
+                users = [m["content"] for m in messages if m.get("role") == "user"]
+                key = users[-1] if users else ""
+                n = fake._record(key)
+                if self._fault(key, n):
+                    return
+                replies = [arg for name, arg in DIRECTIVE.findall(key) if name == "reply"]
+                reply = replies[0] if replies else f"echo: {key}"
+                prompt = sum(words(m["content"]) for m in messages)
+                self._send(
+                    200,
+                    {
+                        "id": f"chatcmpl-{n}",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": payload.get("model", ""),
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": reply},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": {
+                            "prompt_tokens": prompt,
+                            "completion_tokens": words(reply),
+                            "total_tokens": prompt + words(reply),
+                        },
+                    },
+                    {},
+                )
+
+            def _embeddings(self, payload: dict[str, Any]) -> None:
+                inputs = payload.get("input", [])
+                inputs = [inputs] if isinstance(inputs, str) else inputs
+                key = "\n".join(inputs)
+                n = fake._record(key)
+                if self._fault(key, n):
+                    return
+                data = [
+                    {"object": "embedding", "index": i, "embedding": [float(len(text)), 0.5, i]}
+                    for i, text in enumerate(inputs)
+                ]
+                tokens = sum(words(text) for text in inputs)
+                self._send(
+                    200,
+                    {
+                        "object": "list",
+                        "data": data,
+                        "model": payload.get("model", ""),
+                        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                    },
+                    {},
+                )
+
+        return Handler
