@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from aijobs.settings import get_settings
@@ -19,9 +19,22 @@ def get_engine() -> Engine:
         settings.required_database_url,
         pool_size=10,
         max_overflow=30,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per checkout on every job and request.
         pool_recycle=1800,
     )
+
+
+@lru_cache
+def _autocommit_engine() -> Engine:
+    return get_engine().execution_options(isolation_level="AUTOCOMMIT")
+
+
+@contextmanager
+def autocommit() -> Iterator[Connection]:
+    """A connection where each statement is its own transaction: one round trip for a
+    single-statement change (the worker's claim and settle are written that way)."""
+    with _autocommit_engine().connect() as conn:
+        yield conn
 
 
 @lru_cache

@@ -2,89 +2,120 @@
 
 Every transition is an `UPDATE ... WHERE status = ...` (and, while running, `AND
 lease_owner = me`), so a redelivered message or a worker that lost its lease can
-never run a finished job again nor record an attempt twice.
+never run a finished job again nor record an attempt twice. This is the hot path
+of every job: the claim and the settle are one SQL statement each (one round trip,
+atomic on its own), run on an autocommit connection.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, TextClause, bindparam, text
+from sqlalchemy.dialects.postgresql import JSONB
 
-from aijobs.models import Attempt, Job
-
-SWEEP_LOCK_KEY = 0x61696A6F  # "aijo": one sweeper at a time across all workers
-
-
-def _seconds(value: float) -> timedelta:
-    return timedelta(seconds=value)
-
-
-def claim(session: Session, job_id: uuid.UUID, owner: str, lease_s: float) -> Job | None:
-    """queued (and due) -> running under our lease; None if someone else has it or it ended."""
-    row = session.execute(
-        update(Job)
-        .where(
-            Job.id == job_id,
-            Job.status == "queued",
-            func.coalesce(Job.next_attempt_at, func.now()) <= func.now(),
-        )
-        .values(
-            status="running",
-            lease_owner=owner,
-            lease_expires_at=func.now() + _seconds(lease_s),
-            started_at=func.coalesce(Job.started_at, func.now()),
-            next_attempt_at=None,
-        )
-        .returning(Job.id)
-    ).first()
-    if row is None:
-        return None
-    # A call still marked started belongs to a worker that died mid-call.
-    session.execute(
-        update(Attempt)
-        .where(Attempt.job_id == job_id, Attempt.outcome == "started")
-        .values(
-            outcome="interrupted",
-            finished_at=func.now(),
-            error_code="internal",
-            error_message="the worker was lost during the call",
-        )
+# queued (and due) -> running under our lease, counting the call we are about to make
+# and recording it before it is made; a call still marked started belongs to a worker
+# that died mid-call.
+_CLAIM = text(
+    """
+    WITH claimed AS (
+        UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = :owner,
+               lease_expires_at = now() + make_interval(secs => :lease_s),
+               started_at = coalesce(started_at, now()), next_attempt_at = NULL
+        WHERE id = :id AND status = 'queued' AND coalesce(next_attempt_at, now()) <= now()
+        RETURNING id, tenant_id, model, request, timeout_s, max_attempts, attempts
+    ), interrupted AS (
+        UPDATE attempts SET outcome = 'interrupted', finished_at = now(),
+               error_code = 'internal', error_message = 'the worker was lost during the call'
+        WHERE job_id = :id AND outcome = 'started' AND EXISTS (SELECT 1 FROM claimed)
+    ), started AS (
+        INSERT INTO attempts (job_id, tenant_id, attempt_no, model, worker, outcome,
+                              started_at, input_tokens, output_tokens, cost_usd)
+        SELECT id, tenant_id, attempts, model, :owner, 'started', now(), 0, 0, 0
+        FROM claimed WHERE attempts <= max_attempts
     )
-    return session.get(Job, job_id, populate_existing=True)
+    SELECT tenant_id, model, request, timeout_s, max_attempts, attempts FROM claimed
+    """
+)
+
+# Complete the attempt row (only if still started: never count a call twice), then end
+# or requeue the job under our lease; if the job left our hands (cancelled), the call
+# that was made still adds its cost.
+_USAGE = """input_tokens = input_tokens + :input_tokens,
+            output_tokens = output_tokens + :output_tokens, cost_usd = cost_usd + :cost_usd"""
 
 
-def begin_attempt(session: Session, job: Job, owner: str, model: str) -> int | None:
-    """Count and record a provider call before it is made; None if the job is no longer ours."""
-    attempt_no = session.execute(
-        update(Job)
-        .where(Job.id == job.id, Job.status == "running", Job.lease_owner == owner)
-        .values(attempts=Job.attempts + 1)
-        .returning(Job.attempts)
-    ).scalar()
-    if attempt_no is None:
-        return None
-    session.add(
-        Attempt(
-            job_id=job.id,
-            tenant_id=job.tenant_id,
-            attempt_no=attempt_no,
-            model=model,
-            worker=owner,
-            outcome="started",
-            started_at=func.now(),
-            input_tokens=0,
-            output_tokens=0,
-            cost_usd=Decimal(0),
+def _settle(transition: str) -> TextClause:
+    return text(
+        f"""
+        WITH call AS (
+            UPDATE attempts SET outcome = :outcome, finished_at = now(),
+                   latency_ms = :latency_ms, input_tokens = :input_tokens,
+                   output_tokens = :output_tokens, cost_usd = :cost_usd,
+                   error_code = :error_code, error_message = :error_message,
+                   http_status = :http_status
+            WHERE job_id = :id AND attempt_no = :attempt_no AND outcome = 'started'
+            RETURNING job_id
+        ), ended AS (
+            UPDATE jobs SET {transition}, lease_owner = NULL, lease_expires_at = NULL, {_USAGE}
+            WHERE id IN (SELECT job_id FROM call) AND status = 'running'
+              AND lease_owner = :owner
+            RETURNING id
+        ), kept_cost AS (
+            UPDATE jobs SET {_USAGE}
+            WHERE id IN (SELECT job_id FROM call) AND NOT EXISTS (SELECT 1 FROM ended)
         )
+        SELECT (SELECT count(*) FROM call), (SELECT count(*) FROM ended)
+        """
     )
-    session.flush()
-    return attempt_no
+
+
+_SUCCEED = _settle("status = 'succeeded', finished_at = now(), result = :result").bindparams(
+    bindparam("result", type_=JSONB)
+)
+_FAIL = _settle(
+    """status = 'failed', finished_at = now(), result = :result, error_code = :code,
+       error_message = :message, error_retryable = :retryable"""
+).bindparams(bindparam("result", type_=JSONB))
+# Back to queued with a due time in Postgres: the wait holds no worker slot and no
+# delayed broker message, and survives any restart. The sweeper publishes it when due.
+_RETRY = _settle(
+    """status = 'queued', enqueued_at = now(),
+       next_attempt_at = now() + make_interval(secs => :delay_s)"""
+)
+_EXHAUSTED = text(
+    """
+    UPDATE jobs SET status = 'failed', finished_at = now(), attempts = attempts - 1,
+           error_code = 'internal', error_retryable = false,
+           error_message = 'all ' || max_attempts
+                           || ' attempts were used (the last was interrupted)',
+           lease_owner = NULL, lease_expires_at = NULL
+    WHERE id = :id AND status = 'running' AND lease_owner = :owner
+    """
+)
+_RENEW = text(
+    """
+    UPDATE jobs SET lease_expires_at = now() + make_interval(secs => :lease_s)
+    WHERE lease_owner = :owner AND status = 'running'
+    """
+)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A job we hold, with the number of the call we are about to make."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    model: str
+    request: dict[str, Any]
+    timeout_s: float
+    max_attempts: int
+    attempt_no: int
 
 
 @dataclass(frozen=True)
@@ -101,156 +132,90 @@ class CallRecord:
     http_status: int | None = None
 
 
-def finish_attempt(session: Session, job_id: uuid.UUID, attempt_no: int, call: CallRecord) -> None:
-    """Complete the attempt row and add its usage to the job, whatever the job's status now:
-    a call that was made keeps its cost even if the job was cancelled meanwhile."""
-    updated = session.execute(
-        update(Attempt)
-        .where(
-            Attempt.job_id == job_id,
-            Attempt.attempt_no == attempt_no,
-            Attempt.outcome == "started",
-        )
-        .values(
-            outcome=call.outcome,
-            finished_at=func.now(),
-            latency_ms=call.latency_ms,
-            input_tokens=call.input_tokens,
-            output_tokens=call.output_tokens,
-            cost_usd=call.cost_usd,
-            error_code=call.error_code,
-            error_message=call.error_message,
-            http_status=call.http_status,
-        )
-        .returning(Attempt.id)
-    ).first()
-    if updated is None:  # already closed by a sweeper: never count it twice
-        return
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id)
-        .values(
-            input_tokens=Job.input_tokens + call.input_tokens,
-            output_tokens=Job.output_tokens + call.output_tokens,
-            cost_usd=Job.cost_usd + call.cost_usd,
-        )
+def claim(conn: Connection, job_id: uuid.UUID, owner: str, lease_s: float) -> Claimed | None:
+    """Take the job and record the attempt we are about to make, before making it.
+    None when the job is not ours to run (taken, finished, not due, or out of attempts)."""
+    row = conn.execute(_CLAIM, {"id": job_id, "owner": owner, "lease_s": lease_s}).first()
+    if row is None:
+        return None
+    tenant_id, model, request, timeout_s, max_attempts, attempt_no = row
+    if attempt_no > max_attempts:
+        # Every attempt was used, the last one interrupted: nothing left to try.
+        conn.execute(_EXHAUSTED, {"id": job_id, "owner": owner})
+        return None
+    return Claimed(
+        id=job_id,
+        tenant_id=tenant_id,
+        model=model,
+        request=request,
+        timeout_s=float(timeout_s),
+        max_attempts=max_attempts,
+        attempt_no=attempt_no,
     )
 
 
-def _end(session: Session, job_id: uuid.UUID, owner: str, values: dict[str, Any]) -> bool:
-    row = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == "running", Job.lease_owner == owner)
-        .values(lease_owner=None, lease_expires_at=None, **values)
-        .returning(Job.id)
-    ).first()
-    return row is not None
+def _run_settle(
+    conn: Connection,
+    statement: TextClause,
+    job: Claimed,
+    owner: str,
+    call: CallRecord,
+    **extra: Any,
+) -> bool:
+    """True if the job ended (or was requeued) under our lease."""
+    params = {
+        "id": job.id,
+        "owner": owner,
+        "attempt_no": job.attempt_no,
+        "outcome": call.outcome,
+        "latency_ms": call.latency_ms,
+        "input_tokens": call.input_tokens,
+        "output_tokens": call.output_tokens,
+        "cost_usd": call.cost_usd,
+        "error_code": call.error_code,
+        "error_message": call.error_message,
+        "http_status": call.http_status,
+        **extra,
+    }
+    row = conn.execute(statement, params).one()
+    return bool(row[1])
 
 
-def succeed(session: Session, job_id: uuid.UUID, owner: str, result: dict[str, Any]) -> bool:
-    return _end(
-        session,
-        job_id,
-        owner,
-        {"status": "succeeded", "finished_at": func.now(), "result": result},
-    )
+def succeed(
+    conn: Connection, job: Claimed, owner: str, call: CallRecord, result: dict[str, Any]
+) -> bool:
+    return _run_settle(conn, _SUCCEED, job, owner, call, result=result)
 
 
 def fail(
-    session: Session,
-    job_id: uuid.UUID,
+    conn: Connection,
+    job: Claimed,
     owner: str,
+    call: CallRecord,
     *,
     code: str,
     message: str,
     retryable: bool,
     result: dict[str, Any] | None = None,
 ) -> bool:
-    return _end(
-        session,
-        job_id,
+    return _run_settle(
+        conn,
+        _FAIL,
+        job,
         owner,
-        {
-            "status": "failed",
-            "finished_at": func.now(),
-            "error_code": code,
-            "error_message": message[:2000],
-            "error_retryable": retryable,
-            "result": result,
-        },
+        call,
+        code=code,
+        message=message[:2000],
+        retryable=retryable,
+        result=result,
     )
 
 
-def schedule_retry(session: Session, job_id: uuid.UUID, owner: str, delay_s: float) -> bool:
-    """Back to queued with a due time in Postgres: the wait holds no worker slot and no
-    delayed broker message, and survives any restart. The sweeper publishes it when due."""
-    return _end(
-        session,
-        job_id,
-        owner,
-        {
-            "status": "queued",
-            "next_attempt_at": func.now() + _seconds(delay_s),
-            "enqueued_at": func.now(),
-        },
-    )
+def schedule_retry(
+    conn: Connection, job: Claimed, owner: str, call: CallRecord, delay_s: float
+) -> bool:
+    return _run_settle(conn, _RETRY, job, owner, call, delay_s=delay_s)
 
 
-def renew_leases(session: Session, owner: str, lease_s: float) -> int:
-    result = session.execute(
-        update(Job)
-        .where(Job.lease_owner == owner, Job.status == "running")
-        .values(lease_expires_at=func.now() + _seconds(lease_s))
-        .returning(Job.id)
-    )
-    return len(result.all())
-
-
-def sweep(
-    session: Session, *, requeue_after_s: float, queue_empty: bool, batch: int = 1000
-) -> list[uuid.UUID]:
-    """Jobs Postgres says must run now but the broker may not hold: publish them (again).
-
-    - running jobs whose worker stopped renewing its lease go back to queued;
-    - retries whose due time has come;
-    - queued jobs not picked up for requeue_after_s (sooner when the queue is empty,
-      as after a broker restart or FLUSHDB).
-    A duplicate message is harmless: the claim lets only one run.
-    """
-    got_lock = session.execute(select(func.pg_try_advisory_xact_lock(SWEEP_LOCK_KEY))).scalar()
-    if not got_lock:
-        return []
-    ids: list[uuid.UUID] = []
-    lapsed = session.execute(
-        text(
-            """
-            UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
-                   enqueued_at = now()
-            WHERE id IN (SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at < now()
-                         LIMIT :batch FOR UPDATE SKIP LOCKED)
-            RETURNING id
-            """
-        ),
-        {"batch": batch},
-    )
-    ids.extend(row[0] for row in lapsed)
-    stale_s = min(2.0, requeue_after_s) if queue_empty else requeue_after_s
-    due = session.execute(
-        text(
-            """
-            UPDATE jobs SET enqueued_at = now()
-            WHERE id IN (
-                SELECT id FROM jobs
-                WHERE status = 'queued'
-                  AND coalesce(next_attempt_at, '-infinity') <= now()
-                  AND (enqueued_at < next_attempt_at
-                       OR enqueued_at < now() - make_interval(secs => :stale))
-                ORDER BY coalesce(next_attempt_at, enqueued_at)
-                LIMIT :batch FOR UPDATE SKIP LOCKED)
-            RETURNING id
-            """
-        ),
-        {"batch": batch, "stale": stale_s},
-    )
-    ids.extend(row[0] for row in due)
-    return ids
+def renew_leases(conn: Connection, owner: str, lease_s: float) -> None:
+    conn.execute(_RENEW, {"owner": owner, "lease_s": lease_s})

@@ -16,7 +16,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from aijobs.errors import Conflict, InvalidRequest, NotFound
-from aijobs.models import Job, Tenant
+from aijobs.models import Job
 from aijobs.pricing import price_for
 from aijobs.schemas import JobRequest
 from aijobs.settings import get_settings
@@ -43,10 +43,10 @@ def check_submittable(request: JobRequest) -> None:
             )
 
 
-def submit(session: Session, tenant: Tenant, request: JobRequest) -> Job:
+def submit(session: Session, tenant_id: uuid.UUID, request: JobRequest) -> Job:
     check_submittable(request)
     job = Job(
-        tenant_id=tenant.id,
+        tenant_id=tenant_id,
         status="queued",
         model=request.model,
         task=request.task,

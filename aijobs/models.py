@@ -79,6 +79,8 @@ class Job(Base):
             "ix_jobs_running_lease", "lease_expires_at", postgresql_where=text("status = 'running'")
         ),
     )
+    # INSERT ... RETURNING the server defaults: no second round trip to read created_at.
+    __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))

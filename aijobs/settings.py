@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     # lapsed, or that sat queued without being picked up, is published again.
     lease_s: float = Field(default=20.0, gt=0)
     sweep_interval_s: float = Field(default=1.0, gt=0)
-    requeue_after_s: float = Field(default=15.0, gt=0)
+    requeue_after_s: float = Field(default=5.0, gt=0)
 
     worker_concurrency: int = Field(default=32, ge=1)
     data_dir: Path = Path(".aijobs")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -58,7 +59,18 @@ def create_key(
     return IssuedKey(tenant=tenant.name, api_key=api_key, webhook_secret=tenant.webhook_secret)
 
 
-def authenticate(session: Session, api_key: str) -> Tenant:
+@dataclass(frozen=True)
+class TenantInfo:
+    """What a request needs to know of its tenant: a snapshot, safe to cache briefly."""
+
+    id: uuid.UUID
+    name: str
+    daily_budget_usd: Decimal | None
+    monthly_budget_usd: Decimal | None
+    rpm: int | None
+
+
+def authenticate(session: Session, api_key: str) -> TenantInfo:
     tenant = session.scalar(
         select(Tenant)
         .join(ApiKey, ApiKey.tenant_id == Tenant.id)
@@ -66,4 +78,10 @@ def authenticate(session: Session, api_key: str) -> Tenant:
     )
     if tenant is None:
         raise Unauthorized("invalid or revoked API key")
-    return tenant
+    return TenantInfo(
+        id=tenant.id,
+        name=tenant.name,
+        daily_budget_usd=tenant.daily_budget_usd,
+        monthly_budget_usd=tenant.monthly_budget_usd,
+        rpm=tenant.rpm,
+    )

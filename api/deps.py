@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -10,8 +12,7 @@ from sqlalchemy.orm import Session
 
 from aijobs.db import get_sessionmaker, session_scope
 from aijobs.errors import Unauthorized
-from aijobs.models import Tenant
-from aijobs.tenants import authenticate
+from aijobs.tenants import TenantInfo, authenticate, hash_key
 
 
 def get_session() -> Iterator[Session]:
@@ -36,10 +37,41 @@ def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str:
     return token.strip()
 
 
-def get_tenant(token: Annotated[str, Depends(bearer_token)]) -> Tenant:
-    # Its own short unit of work: a long-poll must not hold a connection while it waits.
-    with session_scope() as session:
-        return authenticate(session, token)
+class _KeyCache:
+    """Recently verified keys, by hash, for a few seconds: most requests then need no
+    database round trip to authenticate. A revoked key stops working within the TTL."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._entries: dict[str, tuple[float, TenantInfo]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key_hash: str) -> TenantInfo | None:
+        with self._lock:
+            entry = self._entries.get(key_hash)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key_hash: str, tenant: TenantInfo) -> None:
+        with self._lock:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[key_hash] = (time.monotonic() + self.ttl_s, tenant)
 
 
-TenantDep = Annotated[Tenant, Depends(get_tenant)]
+_keys = _KeyCache(ttl_s=5.0)
+
+
+def get_tenant(token: Annotated[str, Depends(bearer_token)]) -> TenantInfo:
+    key_hash = hash_key(token)
+    tenant = _keys.get(key_hash)
+    if tenant is None:
+        # Its own short unit of work: a long-poll must not hold a connection while it waits.
+        with session_scope() as session:
+            tenant = authenticate(session, token)
+        _keys.put(key_hash, tenant)
+    return tenant
+
+
+TenantDep = Annotated[TenantInfo, Depends(get_tenant)]

@@ -10,30 +10,32 @@ import logging
 import threading
 import time
 
-from aijobs import execution
+from aijobs import execution, sweeper
 from aijobs.broker import QUEUE, RUN_JOB_TASK
-from aijobs.db import session_scope
+from aijobs.db import autocommit, get_engine
 from aijobs.settings import get_settings
 from worker.identity import worker_id
 
 log = logging.getLogger("aijobs.maintenance")
 
 
-def _queue_is_empty() -> bool:
+def _queue_length() -> int:
+    """Messages waiting in the broker; declaring also restores a queue lost to FLUSHDB."""
     from worker.celery_app import app
 
     with app.connection_for_write() as conn:
         declared = conn.default_channel.queue_declare(QUEUE, passive=False, durable=True)
-        return int(declared.message_count) == 0
+        return int(declared.message_count)
 
 
 def sweep_once() -> int:
     from worker.celery_app import app
 
     settings = get_settings()
-    with session_scope() as session:
-        ids = execution.sweep(
-            session, requeue_after_s=settings.requeue_after_s, queue_empty=_queue_is_empty()
+    queue_length = _queue_length()
+    with get_engine().begin() as conn:
+        ids = sweeper.due_for_publish(
+            conn, queue_length=queue_length, stale_s=settings.requeue_after_s
         )
     for job_id in ids:
         app.send_task(RUN_JOB_TASK, args=[str(job_id)], queue=QUEUE)
@@ -64,8 +66,8 @@ class Maintenance:
             try:
                 now = time.monotonic()
                 if now - last_renew >= renew_every:
-                    with session_scope() as session:
-                        execution.renew_leases(session, worker_id(), settings.lease_s)
+                    with autocommit() as conn:
+                        execution.renew_leases(conn, worker_id(), settings.lease_s)
                     last_renew = now
                 sweep_once()
             except Exception:

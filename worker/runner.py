@@ -1,4 +1,4 @@
-"""Run one attempt of a job: claim it, record the call, call the provider, settle.
+"""Run one attempt of a job: claim it (recording the call), call the provider, settle.
 
 Each run makes at most one provider call. A retry goes back to queued with a due
 time in Postgres, so waiting never holds a worker slot.
@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 from aijobs import execution
-from aijobs.db import session_scope
+from aijobs.db import autocommit
 from aijobs.pricing import price_for
 from aijobs.schemas import JobRequest
 from aijobs.settings import get_settings
@@ -34,39 +34,18 @@ def _result(completion: Completion, parsed: Any) -> dict[str, Any]:
     }
 
 
-def run_job(job_id: uuid.UUID, owner: str) -> str:
-    """Returns what happened, for logs and tests: skipped | succeeded | failed | retrying."""
-    settings = get_settings()
-    with session_scope() as session:
-        job = execution.claim(session, job_id, owner, settings.lease_s)
-        if job is None:
-            return "skipped"
-        if job.attempts >= job.max_attempts:
-            execution.fail(
-                session,
-                job_id,
-                owner,
-                code="internal",
-                message=f"all {job.max_attempts} attempts were used (the last was interrupted)",
-                retryable=False,
-            )
-            return "failed"
-        request = JobRequest.model_validate(job.request)
-        model = job.model
-        timeout_s = float(job.timeout_s)
-        max_attempts = job.max_attempts
-        attempt_no = execution.begin_attempt(session, job, owner, model)
-    if attempt_no is None:
-        return "skipped"
-
-    price = price_for(model)
+def _call(
+    job: execution.Claimed,
+) -> tuple[Completion | None, Any, ProviderError | None, int]:
+    """One provider call, its output validated; never raises."""
+    request = JobRequest.model_validate(job.request)
     started = time.monotonic()
     completion: Completion | None = None
     parsed: Any = None
     error: ProviderError | None = None
     try:
-        provider, name = provider_for(model)
-        completion = provider.run(name, request, timeout_s)
+        provider, name = provider_for(job.model)
+        completion = provider.run(name, request, job.timeout_s)
         if request.response_schema is not None:
             parsed = parse_output(completion.content, request.response_schema)
     except InvalidOutput as exc:
@@ -74,9 +53,19 @@ def run_job(job_id: uuid.UUID, owner: str) -> str:
     except Exception as exc:
         error = map_exception(exc)
         if error.code == "internal":
-            log.exception("job %s: unexpected error in the provider call", job_id)
-    latency_ms = int((time.monotonic() - started) * 1000)
+            log.exception("job %s: unexpected error in the provider call", job.id)
+    return completion, parsed, error, int((time.monotonic() - started) * 1000)
 
+
+def run_job(job_id: uuid.UUID, owner: str) -> str:
+    """Returns what happened, for logs and tests: skipped | succeeded | failed | retrying."""
+    settings = get_settings()
+    with autocommit() as conn:
+        job = execution.claim(conn, job_id, owner, settings.lease_s)
+    if job is None:
+        return "skipped"
+
+    completion, parsed, error, latency_ms = _call(job)
     input_tokens = completion.input_tokens if completion else 0
     output_tokens = completion.output_tokens if completion else 0
     call = execution.CallRecord(
@@ -84,36 +73,37 @@ def run_job(job_id: uuid.UUID, owner: str) -> str:
         latency_ms=latency_ms,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        cost_usd=price.cost(input_tokens, output_tokens),
+        cost_usd=price_for(job.model).cost(input_tokens, output_tokens),
         error_code=error.code if error else None,
         error_message=error.message[:2000] if error else None,
         http_status=error.http_status if error else None,
     )
-    with session_scope() as session:
-        execution.finish_attempt(session, job_id, attempt_no, call)
+    with autocommit() as conn:
         if error is None and completion is not None:
-            execution.succeed(session, job_id, owner, _result(completion, parsed))
+            execution.succeed(conn, job, owner, call, _result(completion, parsed))
             return "succeeded"
         assert error is not None
-        if error.retryable and attempt_no < max_attempts:
+        if error.retryable and job.attempt_no < job.max_attempts:
             delay = retry_delay(
-                attempt_no,
+                job.attempt_no,
                 base_s=settings.retry_base_s,
                 cap_s=settings.retry_cap_s,
                 retry_after_s=error.retry_after_s,
             )
-            execution.schedule_retry(session, job_id, owner, delay)
-            log.info("job %s: attempt %d %s, retry in %.2fs", job_id, attempt_no, error.code, delay)
+            execution.schedule_retry(conn, job, owner, call, delay)
+            log.info(
+                "job %s: attempt %d %s, retry in %.2fs", job.id, job.attempt_no, error.code, delay
+            )
             return "retrying"
         # The last raw output stays on a failed job for debugging.
-        last = _result(completion, None) if completion is not None else None
         execution.fail(
-            session,
-            job_id,
+            conn,
+            job,
             owner,
+            call,
             code=error.code,
             message=error.message,
             retryable=error.retryable,
-            result=last,
+            result=_result(completion, None) if completion is not None else None,
         )
         return "failed"

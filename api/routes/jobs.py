@@ -25,7 +25,7 @@ MAX_WAIT_S = 30.0
 def submit_job(
     body: JobRequest, tenant: TenantDep, session: SessionDep, response: Response
 ) -> dict[str, Any]:
-    job = jobs.submit(session, tenant, body)
+    job = jobs.submit(session, tenant.id, body)
     view = jobs.view(job)
     session.commit()  # enqueue only what is durable
     publish_run(job.id)

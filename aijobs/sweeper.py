@@ -1,0 +1,65 @@
+"""What the sweeper must publish: jobs Postgres says must run now that the broker may
+not hold. Publishing is the worker's part; this module only decides and marks."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import Connection, text
+
+SWEEP_LOCK_KEY = 0x61696A6F  # "aijo": one sweeper at a time across all workers
+
+_LAPSED = text(
+    """
+    UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+           enqueued_at = now()
+    WHERE id IN (SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at < now()
+                 LIMIT :batch FOR UPDATE SKIP LOCKED)
+    RETURNING id
+    """
+)
+_DUE_RETRIES = text(
+    """
+    UPDATE jobs SET enqueued_at = now()
+    WHERE id IN (SELECT id FROM jobs
+                 WHERE status = 'queued' AND next_attempt_at <= now()
+                   AND enqueued_at < next_attempt_at
+                 ORDER BY next_attempt_at LIMIT :batch FOR UPDATE SKIP LOCKED)
+    RETURNING id
+    """
+)
+_STALE_WHERE = """status = 'queued' AND coalesce(next_attempt_at, '-infinity') <= now()
+                  AND enqueued_at < now() - make_interval(secs => :stale_s)"""
+_STALE_COUNT = text(f"SELECT count(*) FROM jobs WHERE {_STALE_WHERE}")
+_STALE = text(
+    f"""
+    UPDATE jobs SET enqueued_at = now()
+    WHERE id IN (SELECT id FROM jobs WHERE {_STALE_WHERE}
+                 ORDER BY enqueued_at LIMIT :limit FOR UPDATE SKIP LOCKED)
+    RETURNING id
+    """
+)
+
+
+def due_for_publish(
+    conn: Connection, *, queue_length: int, stale_s: float, batch: int = 1000
+) -> list[uuid.UUID]:
+    """Mark and return the jobs to publish (call inside a transaction):
+
+    - running jobs whose worker stopped renewing its lease go back to queued;
+    - retries whose due time has come;
+    - queued jobs waiting longer than stale_s, when the broker holds fewer messages
+      than there are such jobs (a broker restart or FLUSHDB lost some): the oldest
+      ones, as many as are missing. A backlog that is merely long is left alone.
+    A duplicate message is harmless: the claim lets only one run.
+    """
+    locked = conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": SWEEP_LOCK_KEY})
+    if not locked.scalar():
+        return []
+    ids = [row[0] for row in conn.execute(_LAPSED, {"batch": batch})]
+    ids += [row[0] for row in conn.execute(_DUE_RETRIES, {"batch": batch})]
+    waiting = int(conn.execute(_STALE_COUNT, {"stale_s": stale_s}).scalar() or 0)
+    missing = min(waiting - queue_length, batch)
+    if missing > 0:
+        ids += [row[0] for row in conn.execute(_STALE, {"stale_s": stale_s, "limit": missing})]
+    return ids

@@ -1,0 +1,126 @@
+"""End-to-end benchmark: N queued jobs drained by one worker process, ours vs baseline."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench.common import VENV_BIN, WORKER_QUEUE, Children, bench_env, scalar, sql
+
+POLL_S = 0.02
+TERMINAL_SQL = "SELECT count(*) FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled')"
+FAILED_SQL = "SELECT count(*) FROM jobs WHERE status <> 'succeeded'"
+DONE_SQL = "SELECT count(*) FROM bench_rows WHERE done"
+
+
+@dataclass
+class DrainResult:
+    """How long N jobs took from the first publish until all were terminal."""
+
+    jobs: int
+    seconds: float
+    not_succeeded: int = 0
+
+    @property
+    def jobs_per_s(self) -> float:
+        return self.jobs / self.seconds if self.seconds else 0.0
+
+
+def _wait_count(sql: str, target: int, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while scalar(sql) < target:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited: {proc.args!r}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {target} rows of {sql!r}")
+        time.sleep(POLL_S)
+
+
+def _drain(
+    proc: subprocess.Popen[bytes],
+    publish: Callable[[list[uuid.UUID]], None],
+    ids: list[uuid.UUID],
+    sql: str,
+    already: int,
+) -> float:
+    started = time.perf_counter()
+    publish(ids)
+    _wait_count(sql, already + len(ids), proc, timeout_s=max(60.0, len(ids) / 10))
+    return time.perf_counter() - started
+
+
+def e2e_ours(children: Children, *, jobs: int, concurrency: int) -> DrainResult:
+    from sqlalchemy import select
+
+    from aijobs import jobs as job_service
+    from aijobs.db import session_scope
+    from aijobs.models import Tenant
+    from aijobs.schemas import JobRequest
+    from api.publisher import publish_run
+
+    request = JobRequest.model_validate(
+        {"model": "sim/echo", "messages": [{"role": "user", "content": "hello from the bench"}]}
+    )
+
+    def insert(count: int) -> list[uuid.UUID]:
+        with session_scope() as session:
+            tenant = session.scalars(select(Tenant).where(Tenant.name == "bench")).one()
+            return [job_service.submit(session, tenant.id, request).id for _ in range(count)]
+
+    def publish(ids: list[uuid.UUID]) -> None:
+        for job_id in ids:
+            if not publish_run(job_id):
+                raise RuntimeError("publish failed")
+
+    argv = [str(VENV_BIN / "aijobs"), "worker", "--concurrency", str(concurrency)]
+    proc = children.start("worker-ours", argv, bench_env())
+    try:
+        _drain(proc, publish, insert(1), TERMINAL_SQL, 0)  # warm-up: worker up, pools open
+        ids = insert(jobs)
+        # Fresh enqueued_at, so the sweeper does not re-publish rows that the slow
+        # insert made look stale before we publish them ourselves.
+        sql("UPDATE jobs SET enqueued_at = now() WHERE status = 'queued'")
+        seconds = _drain(proc, publish, ids, TERMINAL_SQL, 1)
+        return DrainResult(jobs, seconds, not_succeeded=scalar(FAILED_SQL))
+    finally:
+        children.stop(proc)
+
+
+def e2e_baseline(children: Children, *, jobs: int, concurrency: int) -> DrainResult:
+    from bench.baseline_worker import TASK, app, engine
+
+    def insert(count: int) -> list[uuid.UUID]:
+        ids = [uuid.uuid4() for _ in range(count)]
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO bench_rows (id) VALUES (%(id)s)", [{"id": i} for i in ids]
+            )
+        return ids
+
+    def publish(ids: list[uuid.UUID]) -> None:
+        for row_id in ids:
+            app.send_task(TASK, args=[str(row_id)], queue=WORKER_QUEUE, retry=False)
+
+    argv = [
+        str(VENV_BIN / "celery"),
+        "-A",
+        "bench.baseline_worker",
+        "worker",
+        "--pool=threads",
+        f"--concurrency={concurrency}",
+        "--loglevel=INFO",
+        f"--queues={WORKER_QUEUE}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    proc = children.start("worker-baseline", argv, bench_env())
+    try:
+        sql("TRUNCATE bench_rows")
+        _drain(proc, publish, insert(1), DONE_SQL, 0)
+        seconds = _drain(proc, publish, insert(jobs), DONE_SQL, 1)
+        return DrainResult(jobs, seconds)
+    finally:
+        children.stop(proc)

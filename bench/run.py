@@ -1,0 +1,119 @@
+"""Entry point: `python -m bench.run` measures our API and worker next to bare baselines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+from bench import common
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=10.0, help="submit load per target")
+    parser.add_argument("--concurrency", type=int, default=32, help="concurrent HTTP clients")
+    parser.add_argument("--client-procs", type=int, default=1, help="load generator processes")
+    parser.add_argument("--jobs", type=int, default=2000, help="jobs for the end-to-end figure")
+    parser.add_argument("--worker-concurrency", type=int, default=8)
+    parser.add_argument("--database-url", default=common.database_url())
+    parser.add_argument("--redis-url", default=common.redis_url())
+    parser.add_argument("--skip-submit", action="store_true")
+    parser.add_argument("--skip-e2e", action="store_true")
+    return parser.parse_args(argv)
+
+
+def _cli(*args: str) -> str:
+    argv = [str(common.VENV_BIN / "aijobs"), *args]
+    done = subprocess.run(
+        argv, cwd=common.ROOT, env=common.bench_env(), capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr.decode(errors="replace"))
+        raise SystemExit(f"`aijobs {' '.join(args)}` failed ({done.returncode})")
+    return done.stdout.decode()
+
+
+def _setup() -> str:
+    common.fresh_database()
+    common.flush_redis()
+    _cli("migrate")
+    issued = json.loads(_cli("keys", "create", "--tenant", "bench").strip().splitlines()[-1])
+    return str(issued["api_key"])
+
+
+def _ratio(ours: float, base: float) -> str:
+    if not base or math.isnan(ours) or math.isnan(base):
+        return "n/a"
+    return f"{ours / base:.2f}"
+
+
+def _table(rows: list[tuple[str, float, float]]) -> str:
+    lines = [f"{'figure':<28}{'ours':>12}{'baseline':>12}{'ratio':>8}"]
+    for name, ours, base in rows:
+        lines.append(f"{name:<28}{ours:>12.1f}{base:>12.1f}{_ratio(ours, base):>8}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    os.environ["BENCH_DATABASE_URL"] = args.database_url
+    os.environ["BENCH_REDIS_URL"] = args.redis_url
+    os.environ.update(common.bench_env())  # for the aijobs code used in-process
+    started = time.monotonic()
+    children = common.Children()
+    rows: list[tuple[str, float, float]] = []
+    print(f"bench: logs in {children.log_dir}", flush=True)
+    try:
+        api_key = _setup()
+        if not args.skip_submit:
+            from bench.submit import submit_baseline, submit_ours
+
+            load = {
+                "seconds": args.seconds,
+                "concurrency": args.concurrency,
+                "procs": args.client_procs,
+            }
+            print(f"bench: submit, ours ({args.seconds:g} s, C={args.concurrency})", flush=True)
+            ours = submit_ours(children, api_key, **load)
+            print("bench: submit, baseline", flush=True)
+            base = submit_baseline(children, **load)
+            for result, who in ((ours, "ours"), (base, "baseline")):
+                if result.errors:
+                    print(f"bench: {who}: {result.errors} errors, first: {result.first_error}")
+            rows += [
+                ("submit req/s", ours.rps, base.rps),
+                ("submit p50 ms", ours.percentile_ms(0.5), base.percentile_ms(0.5)),
+                ("submit p99 ms", ours.percentile_ms(0.99), base.percentile_ms(0.99)),
+                ("submit errors", float(ours.errors), float(base.errors)),
+            ]
+        if not args.skip_e2e:
+            from bench.e2e import e2e_baseline, e2e_ours
+
+            common.sql("TRUNCATE jobs CASCADE")
+            common.sql("TRUNCATE bench_jobs")
+            common.flush_redis()
+            print(f"bench: end-to-end, ours ({args.jobs} jobs, sim/echo at 0 s)", flush=True)
+            drained = e2e_ours(children, jobs=args.jobs, concurrency=args.worker_concurrency)
+            print("bench: end-to-end, baseline", flush=True)
+            bare = e2e_baseline(children, jobs=args.jobs, concurrency=args.worker_concurrency)
+            if drained.not_succeeded:
+                print(f"bench: ours: {drained.not_succeeded} jobs did not succeed")
+            rows += [
+                ("end-to-end jobs/s", drained.jobs_per_s, bare.jobs_per_s),
+                ("end-to-end seconds", drained.seconds, bare.seconds),
+            ]
+    finally:
+        children.stop_all()
+    print()
+    print(_table(rows))
+    print(f"\n(ratio = ours/baseline; total bench time {time.monotonic() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
