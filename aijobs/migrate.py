@@ -10,13 +10,13 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 import migrations
-from aijobs.settings import get_settings
 
 
 def alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(Path(migrations.__file__).parent))
-    config.set_main_option("sqlalchemy.url", get_settings().required_database_url)
+    # No sqlalchemy.url here: migrations/env.py reads it from settings (and configparser
+    # would choke on the %-escapes of a socket path).
     return config
 
 

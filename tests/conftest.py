@@ -67,7 +67,8 @@ def services() -> Iterator[Services]:
     os.environ["AIJOBS_REDIS_URL"] = redis_url
     get_settings.cache_clear()
     env = child_env(database_url, redis_url)
-    subprocess.run([*AIJOBS, "migrate"], env=env, check=True, capture_output=True)
+    migrated = subprocess.run([*AIJOBS, "migrate"], env=env, capture_output=True, text=True)
+    assert migrated.returncode == 0, f"aijobs migrate failed:\n{migrated.stderr}"
     yield Services(database_url=database_url, redis_url=redis_url)
     if servers is not None:
         servers.stop()
