@@ -23,11 +23,13 @@ from sqlalchemy.dialects.postgresql import JSONB
 _CLAIM = text(
     """
     WITH claimed AS (
-        UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = :owner,
+        UPDATE jobs SET status = 'running', attempts = attempts + 1,
+               model_attempts = model_attempts + 1, lease_owner = :owner,
                lease_expires_at = now() + make_interval(secs => :lease_s),
                started_at = coalesce(started_at, now()), next_attempt_at = NULL
         WHERE id = :id AND status = 'queued' AND coalesce(next_attempt_at, now()) <= now()
-        RETURNING id, tenant_id, model, request, timeout_s, max_attempts, attempts
+        RETURNING id, tenant_id, current_model, request, timeout_s, max_attempts, attempts,
+                  model_attempts
     ), interrupted AS (
         UPDATE attempts SET outcome = 'interrupted', finished_at = now(),
                error_code = 'internal', error_message = 'the worker was lost during the call'
@@ -35,10 +37,11 @@ _CLAIM = text(
     ), started AS (
         INSERT INTO attempts (job_id, tenant_id, attempt_no, model, worker, outcome,
                               started_at, input_tokens, output_tokens, cost_usd)
-        SELECT id, tenant_id, attempts, model, :owner, 'started', now(), 0, 0, 0
-        FROM claimed WHERE attempts <= max_attempts
+        SELECT id, tenant_id, attempts, current_model, :owner, 'started', now(), 0, 0, 0
+        FROM claimed WHERE model_attempts <= max_attempts
     )
-    SELECT tenant_id, model, request, timeout_s, max_attempts, attempts FROM claimed
+    SELECT tenant_id, current_model, request, timeout_s, max_attempts, attempts, model_attempts
+    FROM claimed
     """
 )
 
@@ -87,9 +90,15 @@ _RETRY = _settle(
     """status = 'queued', enqueued_at = now(),
        next_attempt_at = now() + make_interval(secs => :delay_s)"""
 )
+# The model's attempts ended in a retryable error: the next model gets its own.
+_FALLBACK = _settle(
+    """status = 'queued', enqueued_at = now(), next_attempt_at = now(),
+       current_model = :next_model, model_attempts = 0"""
+)
 _EXHAUSTED = text(
     """
     UPDATE jobs SET status = 'failed', finished_at = now(), attempts = attempts - 1,
+           model_attempts = model_attempts - 1,
            error_code = 'internal', error_retryable = false,
            error_message = 'all ' || max_attempts
                            || ' attempts were used (the last was interrupted)',
@@ -111,11 +120,12 @@ class Claimed:
 
     id: uuid.UUID
     tenant_id: uuid.UUID
-    model: str
+    model: str  # the model this call goes to: the job's, or a fallback
     request: dict[str, Any]
     timeout_s: float
     max_attempts: int
-    attempt_no: int
+    attempt_no: int  # among all the job's calls
+    model_attempt_no: int  # among the calls to this model
 
 
 @dataclass(frozen=True)
@@ -138,8 +148,8 @@ def claim(conn: Connection, job_id: uuid.UUID, owner: str, lease_s: float) -> Cl
     row = conn.execute(_CLAIM, {"id": job_id, "owner": owner, "lease_s": lease_s}).first()
     if row is None:
         return None
-    tenant_id, model, request, timeout_s, max_attempts, attempt_no = row
-    if attempt_no > max_attempts:
+    tenant_id, model, request, timeout_s, max_attempts, attempt_no, model_attempt_no = row
+    if model_attempt_no > max_attempts:
         # Every attempt was used, the last one interrupted: nothing left to try.
         conn.execute(_EXHAUSTED, {"id": job_id, "owner": owner})
         return None
@@ -151,6 +161,7 @@ def claim(conn: Connection, job_id: uuid.UUID, owner: str, lease_s: float) -> Cl
         timeout_s=float(timeout_s),
         max_attempts=max_attempts,
         attempt_no=attempt_no,
+        model_attempt_no=model_attempt_no,
     )
 
 
@@ -215,6 +226,12 @@ def schedule_retry(
     conn: Connection, job: Claimed, owner: str, call: CallRecord, delay_s: float
 ) -> bool:
     return _run_settle(conn, _RETRY, job, owner, call, delay_s=delay_s)
+
+
+def fall_back(
+    conn: Connection, job: Claimed, owner: str, call: CallRecord, next_model: str
+) -> bool:
+    return _run_settle(conn, _FALLBACK, job, owner, call, next_model=next_model)
 
 
 def renew_leases(conn: Connection, owner: str, lease_s: float) -> None:

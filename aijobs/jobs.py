@@ -29,11 +29,14 @@ MODE_FOR_TASK = {"chat": "chat", "embed": "embedding"}
 
 def check_submittable(request: JobRequest) -> None:
     """What pydantic cannot know: prices, task/model fit, webhook targets."""
-    price = price_for(request.model)
-    if price.mode != MODE_FOR_TASK[request.task]:
-        raise InvalidRequest(
-            f"model {request.model!r} is a {price.mode} model; it cannot run task {request.task!r}"
-        )
+    if request.model in request.fallbacks:
+        raise InvalidRequest("fallbacks must not repeat the model")
+    for model in request.models():
+        price = price_for(model)
+        if price.mode != MODE_FOR_TASK[request.task]:
+            raise InvalidRequest(
+                f"model {model!r} is a {price.mode} model; it cannot run task {request.task!r}"
+            )
     if request.webhook_url is not None:
         host = urlsplit(request.webhook_url).hostname or ""
         if literal_target_refused(host, get_settings().webhook_allow_hosts):
@@ -49,6 +52,8 @@ def submit(session: Session, tenant_id: uuid.UUID, request: JobRequest) -> Job:
         tenant_id=tenant_id,
         status="queued",
         model=request.model,
+        current_model=request.model,
+        model_attempts=0,
         task=request.task,
         request=request.model_dump(mode="json", exclude_none=True),
         metadata_=request.metadata,
@@ -170,6 +175,8 @@ def view(job: Job) -> dict[str, Any]:
         "id": str(job.id),
         "status": job.status,
         "model": job.model,
+        # Addition to SPEC: the model that produced the result (a fallback, perhaps).
+        "answered_by": job.current_model if job.status == "succeeded" else None,
         "task": job.task,
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),

@@ -86,6 +86,10 @@ class Job(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(16))
     model: Mapped[str] = mapped_column(String(200))
+    # The model being tried now (the job's model, or one of its fallbacks), and the
+    # calls made to it so far: max_attempts applies to each model in turn.
+    current_model: Mapped[str] = mapped_column(String(200))
+    model_attempts: Mapped[int] = mapped_column(Integer, default=0)
     task: Mapped[str] = mapped_column(String(16))
     # The validated request body (messages/input, params, response_schema, ...).
     request: Mapped[dict[str, Any]] = mapped_column(JSONB)

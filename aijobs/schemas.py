@@ -51,6 +51,11 @@ class JobRequest(BaseModel):
 
     # "<provider>/<name>"; checked against the price table (unknown_model) at submit.
     model: str = Field(min_length=1, max_length=200)
+    # Addition to SPEC: models to try, in order, when a model's attempts end in a
+    # retryable error. Each gets its own max_attempts.
+    fallbacks: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=5
+    )
     task: Literal["chat", "embed"] = "chat"
     messages: list[Message] | None = Field(default=None, min_length=1, max_length=1000)
     input: NonEmptyStr | list[NonEmptyStr] | None = None
@@ -61,6 +66,17 @@ class JobRequest(BaseModel):
     max_attempts: int = Field(default=3, ge=1, le=10)
     timeout_s: float = Field(default=60, gt=0, le=600)
     metadata: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("fallbacks")
+    @classmethod
+    def _distinct_fallbacks(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("fallbacks must not repeat a model")
+        return value
+
+    def models(self) -> list[str]:
+        """The model, then its fallbacks, in the order they are tried."""
+        return [self.model, *self.fallbacks]
 
     @field_validator("input")
     @classmethod

@@ -23,7 +23,7 @@ _DUE_RETRIES = text(
     UPDATE jobs SET enqueued_at = now()
     WHERE id IN (SELECT id FROM jobs
                  WHERE status = 'queued' AND next_attempt_at <= now()
-                   AND enqueued_at < next_attempt_at
+                   AND enqueued_at <= next_attempt_at
                  ORDER BY next_attempt_at LIMIT :batch FOR UPDATE SKIP LOCKED)
     RETURNING id
     """

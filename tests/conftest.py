@@ -95,6 +95,8 @@ def stack(services: Services, fake_openai: FakeOpenAI) -> Iterator[Stack]:
         services.redis_url,
         OPENAI_API_KEY="test-key",
         OPENAI_BASE_URL=fake_openai.base_url,
+        ANTHROPIC_API_KEY="test-key",
+        ANTHROPIC_BASE_URL=fake_openai.root_url,
     )
     running = Stack(env)
     running.start_api()

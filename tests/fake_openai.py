@@ -1,17 +1,21 @@
-"""A small OpenAI-compatible server: the one fake in the tests, at the HTTP boundary.
+"""A small OpenAI- and Anthropic-compatible server: the one fake in the tests, at the
+HTTP boundary, so the real SDK code runs.
 
-It answers Chat Completions and Embeddings, counts calls by the last user message,
-and injects faults written into that message:
+It answers Chat Completions, Embeddings and Anthropic Messages, counts calls by the
+last user message (and by model), and injects faults written into that message:
   [fail:500x2]  the first 2 calls with this message answer HTTP 500
   [status:400]  every call answers HTTP 400
   [429:1]       the first call answers 429 with Retry-After: 1
   [sleep:3]     wait 3 s before answering
+  [down:NAME]   every call to model NAME answers HTTP 503
+  [storm]       30% of calls answer 500, 10% answer 429, the rest succeed
   [reply:TEXT]  answer TEXT instead of echoing the message
 """
 
 from __future__ import annotations
 
 import json
+import random
 import re
 import threading
 import time
@@ -19,7 +23,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-DIRECTIVE = re.compile(r"\[(fail|status|429|sleep|reply):([^\]]*)\]")
+DIRECTIVE = re.compile(r"\[(fail|status|429|sleep|reply|down|storm):?([^\]]*)\]")
 
 
 def words(text: str) -> int:
@@ -29,6 +33,7 @@ def words(text: str) -> int:
 class FakeOpenAI:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
+        self.model_calls: Counter[tuple[str, str]] = Counter()
         self.call_times: dict[str, list[float]] = {}
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -36,8 +41,12 @@ class FakeOpenAI:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        return self.root_url + "/v1"
 
     def start(self) -> FakeOpenAI:
         self.thread.start()
@@ -50,9 +59,14 @@ class FakeOpenAI:
         with self._lock:
             return self.calls[key]
 
-    def _record(self, key: str) -> int:
+    def count_model(self, key: str, model: str) -> int:
+        with self._lock:
+            return self.model_calls[(key, model)]
+
+    def _record(self, key: str, model: str) -> int:
         with self._lock:
             self.calls[key] += 1
+            self.model_calls[(key, model)] += 1
             self.call_times.setdefault(key, []).append(time.monotonic())
             return self.calls[key]
 
@@ -76,16 +90,27 @@ class FakeOpenAI:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 payload = json.loads(self.rfile.read(length) or b"{}")
-                if self.path.endswith("/embeddings"):
+                if self.path.endswith("/v1/messages"):
+                    self._anthropic(payload)
+                elif self.path.endswith("/embeddings"):
                     self._embeddings(payload)
                 elif self.path.endswith("/chat/completions"):
                     self._chat(payload)
                 else:
                     self._send(404, {"error": {"message": "no such route"}}, {})
 
-            def _fault(self, key: str, n: int) -> bool:
+            def _fault(self, key: str, n: int, model: str) -> bool:
                 """Apply the directives in key; True when an error answer was sent."""
                 for name, arg in DIRECTIVE.findall(key):
+                    if name == "down" and arg == model:
+                        self._send(503, {"error": {"message": f"{model} is down"}}, {})
+                        return True
+                    if name == "storm":
+                        roll = random.random()
+                        if roll < 0.4:
+                            status = 500 if roll < 0.3 else 429
+                            self._send(status, {"error": {"message": "storm"}}, {})
+                            return True
                     if name == "sleep":
                         time.sleep(float(arg))
                     elif name == "status":
@@ -106,8 +131,8 @@ class FakeOpenAI:
                 messages = payload.get("messages", [])
                 users = [m["content"] for m in messages if m.get("role") == "user"]
                 key = users[-1] if users else ""
-                n = fake._record(key)
-                if self._fault(key, n):
+                n = fake._record(key, payload.get("model", ""))
+                if self._fault(key, n, payload.get("model", "")):
                     return
                 replies = [arg for name, arg in DIRECTIVE.findall(key) if name == "reply"]
                 reply = replies[0] if replies else f"echo: {key}"
@@ -139,8 +164,8 @@ class FakeOpenAI:
                 inputs = payload.get("input", [])
                 inputs = [inputs] if isinstance(inputs, str) else inputs
                 key = "\n".join(inputs)
-                n = fake._record(key)
-                if self._fault(key, n):
+                n = fake._record(key, payload.get("model", ""))
+                if self._fault(key, n, payload.get("model", "")):
                     return
                 data = [
                     {"object": "embedding", "index": i, "embedding": [float(len(text)), 0.5, i]}
@@ -154,6 +179,47 @@ class FakeOpenAI:
                         "data": data,
                         "model": payload.get("model", ""),
                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                    },
+                    {},
+                )
+
+            def _anthropic(self, payload: dict[str, Any]) -> None:
+                messages = payload.get("messages", [])
+                users = [m["content"] for m in messages if m.get("role") == "user"]
+                key = users[-1] if users else ""
+                model = payload.get("model", "")
+                n = fake._record(key, model)
+                if self._fault(key, n, model):
+                    return
+                replies = [arg for name, arg in DIRECTIVE.findall(key) if name == "reply"]
+                reply = replies[0] if replies else f"echo: {key}"
+                content: list[dict[str, Any]]
+                if payload.get("tools"):
+                    tool = payload["tools"][0]["name"]
+                    content = [
+                        {
+                            "type": "tool_use",
+                            "id": f"tu_{n}",
+                            "name": tool,
+                            "input": json.loads(reply),
+                        }
+                    ]
+                else:
+                    content = [{"type": "text", "text": reply}]
+                system = payload.get("system")
+                prompt = sum(words(m["content"]) for m in messages)
+                prompt += words(system) if system else 0
+                self._send(
+                    200,
+                    {
+                        "id": f"msg_{n}",
+                        "type": "message",
+                        "role": "assistant",
+                        "model": model,
+                        "content": content,
+                        "stop_reason": "tool_use" if payload.get("tools") else "end_turn",
+                        "stop_sequence": None,
+                        "usage": {"input_tokens": prompt, "output_tokens": words(reply)},
                     },
                     {},
                 )

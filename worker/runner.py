@@ -57,6 +57,12 @@ def _call(
     return completion, parsed, error, int((time.monotonic() - started) * 1000)
 
 
+def _next_model(job: execution.Claimed) -> str | None:
+    models = [job.request["model"], *job.request.get("fallbacks", [])]
+    position = models.index(job.model) if job.model in models else len(models)
+    return models[position + 1] if position + 1 < len(models) else None
+
+
 def run_job(job_id: uuid.UUID, owner: str) -> str:
     """Returns what happened, for logs and tests: skipped | succeeded | failed | retrying."""
     settings = get_settings()
@@ -83,9 +89,10 @@ def run_job(job_id: uuid.UUID, owner: str) -> str:
             execution.succeed(conn, job, owner, call, _result(completion, parsed))
             return "succeeded"
         assert error is not None
-        if error.retryable and job.attempt_no < job.max_attempts:
+        next_model = _next_model(job)
+        if error.retryable and job.model_attempt_no < job.max_attempts:
             delay = retry_delay(
-                job.attempt_no,
+                job.model_attempt_no,
                 base_s=settings.retry_base_s,
                 cap_s=settings.retry_cap_s,
                 retry_after_s=error.retry_after_s,
@@ -94,6 +101,10 @@ def run_job(job_id: uuid.UUID, owner: str) -> str:
             log.info(
                 "job %s: attempt %d %s, retry in %.2fs", job.id, job.attempt_no, error.code, delay
             )
+            return "retrying"
+        if error.retryable and next_model is not None:
+            execution.fall_back(conn, job, owner, call, next_model)
+            log.info("job %s: %s ended in %s; next: %s", job.id, job.model, error.code, next_model)
             return "retrying"
         # The last raw output stays on a failed job for debugging.
         execution.fail(
