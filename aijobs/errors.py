@@ -58,3 +58,9 @@ class PayloadTooLarge(AppError):
     status = 413
     code = "invalid_request"
     title = "Payload too large"
+
+
+class IdempotencyConflict(AppError):
+    status = 422
+    code = "idempotency_conflict"
+    title = "Idempotency-Key reused with a different body"

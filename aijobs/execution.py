@@ -27,7 +27,8 @@ _CLAIM = text(
                model_attempts = model_attempts + 1, lease_owner = :owner,
                lease_expires_at = now() + make_interval(secs => :lease_s),
                started_at = coalesce(started_at, now()), next_attempt_at = NULL
-        WHERE id = :id AND status = 'queued' AND coalesce(next_attempt_at, now()) <= now()
+        WHERE id = :id AND status = 'queued' AND leader_id IS NULL
+          AND coalesce(next_attempt_at, now()) <= now()
         RETURNING id, tenant_id, current_model, request, timeout_s, max_attempts, attempts,
                   model_attempts
     ), interrupted AS (
@@ -52,7 +53,7 @@ _USAGE = """input_tokens = input_tokens + :input_tokens,
             output_tokens = output_tokens + :output_tokens, cost_usd = cost_usd + :cost_usd"""
 
 
-def _settle(transition: str) -> TextClause:
+def _settle(transition: str, then: str = "") -> TextClause:
     return text(
         f"""
         WITH call AS (
@@ -67,19 +68,32 @@ def _settle(transition: str) -> TextClause:
             UPDATE jobs SET {transition}, lease_owner = NULL, lease_expires_at = NULL, {_USAGE}
             WHERE id IN (SELECT job_id FROM call) AND status = 'running'
               AND lease_owner = :owner
-            RETURNING id
+            RETURNING id, tenant_id, fingerprint, current_model, followers
         ), kept_cost AS (
             UPDATE jobs SET {_USAGE}
             WHERE id IN (SELECT job_id FROM call) AND NOT EXISTS (SELECT 1 FROM ended)
-        )
-        SELECT (SELECT count(*) FROM call), (SELECT count(*) FROM ended)
+        ){then}
+        SELECT (SELECT count(*) FROM call), (SELECT count(*) FROM ended),
+               coalesce((SELECT followers FROM ended), 0)
         """
     )
 
 
-_SUCCEED = _settle("status = 'succeeded', finished_at = now(), result = :result").bindparams(
-    bindparam("result", type_=JSONB)
-)
+# A success of a job with a fingerprint (cache on) is written to the exact cache.
+_CACHE_RESULT = """, cached AS (
+            INSERT INTO cache_entries (tenant_id, fingerprint, result, model, cost_usd,
+                                       input_tokens, output_tokens, created_at, expires_at)
+            SELECT tenant_id, fingerprint, :result, current_model, :cost_usd, :input_tokens,
+                   :output_tokens, now(), now() + make_interval(secs => :cache_ttl_s)
+            FROM ended WHERE fingerprint IS NOT NULL
+            ON CONFLICT (tenant_id, fingerprint) DO UPDATE SET
+                result = EXCLUDED.result, model = EXCLUDED.model, cost_usd = EXCLUDED.cost_usd,
+                input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens,
+                created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
+        )"""
+_SUCCEED = _settle(
+    "status = 'succeeded', finished_at = now(), result = :result", then=_CACHE_RESULT
+).bindparams(bindparam("result", type_=JSONB))
 _FAIL = _settle(
     """status = 'failed', finished_at = now(), result = :result, error_code = :code,
        error_message = :message, error_retryable = :retryable"""
@@ -165,6 +179,12 @@ def claim(conn: Connection, job_id: uuid.UUID, owner: str, lease_s: float) -> Cl
     )
 
 
+@dataclass(frozen=True)
+class Settled:
+    ended: bool  # the job ended (or was requeued) under our lease
+    followers: int  # identical jobs that may be waiting on this one
+
+
 def _run_settle(
     conn: Connection,
     statement: TextClause,
@@ -172,8 +192,7 @@ def _run_settle(
     owner: str,
     call: CallRecord,
     **extra: Any,
-) -> bool:
-    """True if the job ended (or was requeued) under our lease."""
+) -> Settled:
     params = {
         "id": job.id,
         "owner": owner,
@@ -189,13 +208,19 @@ def _run_settle(
         **extra,
     }
     row = conn.execute(statement, params).one()
-    return bool(row[1])
+    return Settled(ended=bool(row[1]), followers=int(row[2]))
 
 
 def succeed(
-    conn: Connection, job: Claimed, owner: str, call: CallRecord, result: dict[str, Any]
-) -> bool:
-    return _run_settle(conn, _SUCCEED, job, owner, call, result=result)
+    conn: Connection,
+    job: Claimed,
+    owner: str,
+    call: CallRecord,
+    result: dict[str, Any],
+    *,
+    cache_ttl_s: float,
+) -> Settled:
+    return _run_settle(conn, _SUCCEED, job, owner, call, result=result, cache_ttl_s=cache_ttl_s)
 
 
 def fail(
@@ -208,7 +233,7 @@ def fail(
     message: str,
     retryable: bool,
     result: dict[str, Any] | None = None,
-) -> bool:
+) -> Settled:
     return _run_settle(
         conn,
         _FAIL,
@@ -224,13 +249,13 @@ def fail(
 
 def schedule_retry(
     conn: Connection, job: Claimed, owner: str, call: CallRecord, delay_s: float
-) -> bool:
+) -> Settled:
     return _run_settle(conn, _RETRY, job, owner, call, delay_s=delay_s)
 
 
 def fall_back(
     conn: Connection, job: Claimed, owner: str, call: CallRecord, next_model: str
-) -> bool:
+) -> Settled:
     return _run_settle(conn, _FALLBACK, job, owner, call, next_model=next_model)
 
 

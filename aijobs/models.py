@@ -78,6 +78,18 @@ class Job(Base):
         Index(
             "ix_jobs_running_lease", "lease_expires_at", postgresql_where=text("status = 'running'")
         ),
+        Index(
+            "uq_jobs_inflight_leader",
+            "tenant_id",
+            "fingerprint",
+            unique=True,
+            postgresql_where=text("leader_id IS NULL AND status IN ('queued', 'running')"),
+        ),
+        Index(
+            "ix_jobs_waiting_followers",
+            "leader_id",
+            postgresql_where=text("leader_id IS NOT NULL AND status = 'queued'"),
+        ),
     )
     # INSERT ... RETURNING the server defaults: no second round trip to read created_at.
     __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012
@@ -109,6 +121,13 @@ class Job(Base):
     output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cost_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
+    # What a cache hit saved: the price of the call it did not make.
+    saved_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    # Dedup: the hash of what determines the answer (None when cache is off); a
+    # follower waits on its in-flight leader instead of calling the provider.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    leader_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    followers: Mapped[int] = mapped_column(Integer, default=0)
     # Delivery bookkeeping: Postgres, not the broker, says what still has to run.
     enqueued_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
@@ -141,3 +160,36 @@ class Attempt(Base):
     input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cost_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+
+
+class CacheEntry(Base):
+    """A successful result, reusable by the same tenant's identical requests until expiry."""
+
+    __tablename__ = "cache_entries"
+    __table_args__ = (Index("ix_cache_entries_expires_at", "expires_at"),)
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    result: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    model: Mapped[str] = mapped_column(String(200))
+    cost_usd: Mapped[Decimal] = mapped_column(MONEY)
+    input_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_tokens: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class IdempotencyKey(Base):
+    """A client's Idempotency-Key: the job it created and the body it came with."""
+
+    __tablename__ = "idempotency_keys"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    body_hash: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

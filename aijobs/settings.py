@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(default=1.0, gt=0)
     requeue_after_s: float = Field(default=5.0, gt=0)
 
+    # How long a successful result answers identical requests of the same tenant.
+    cache_ttl_s: float = Field(default=86_400.0, gt=0)
+
     worker_concurrency: int = Field(default=32, ge=1)
     data_dir: Path = Path(".aijobs")
 

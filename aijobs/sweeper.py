@@ -7,6 +7,8 @@ import uuid
 
 from sqlalchemy import Connection, text
 
+from aijobs import coalescing
+
 SWEEP_LOCK_KEY = 0x61696A6F  # "aijo": one sweeper at a time across all workers
 
 _LAPSED = text(
@@ -28,7 +30,8 @@ _DUE_RETRIES = text(
     RETURNING id
     """
 )
-_STALE_WHERE = """status = 'queued' AND coalesce(next_attempt_at, '-infinity') <= now()
+_STALE_WHERE = """status = 'queued' AND leader_id IS NULL
+                  AND coalesce(next_attempt_at, '-infinity') <= now()
                   AND enqueued_at < now() - make_interval(secs => :stale_s)"""
 _STALE_COUNT = text(f"SELECT count(*) FROM jobs WHERE {_STALE_WHERE}")
 _STALE = text(
@@ -47,6 +50,7 @@ def due_for_publish(
     """Mark and return the jobs to publish (call inside a transaction):
 
     - running jobs whose worker stopped renewing its lease go back to queued;
+    - followers whose leader ended without passing its outcome on;
     - retries whose due time has come;
     - queued jobs waiting longer than stale_s, when the broker holds fewer messages
       than there are such jobs (a broker restart or FLUSHDB lost some): the oldest
@@ -57,9 +61,23 @@ def due_for_publish(
     if not locked.scalar():
         return []
     ids = [row[0] for row in conn.execute(_LAPSED, {"batch": batch})]
+    ids += coalescing.settle_orphans(conn)
     ids += [row[0] for row in conn.execute(_DUE_RETRIES, {"batch": batch})]
     waiting = int(conn.execute(_STALE_COUNT, {"stale_s": stale_s}).scalar() or 0)
     missing = min(waiting - queue_length, batch)
     if missing > 0:
         ids += [row[0] for row in conn.execute(_STALE, {"stale_s": stale_s, "limit": missing})]
     return ids
+
+
+_EXPIRED_CACHE = text(
+    """
+    DELETE FROM cache_entries WHERE ctid IN (
+        SELECT ctid FROM cache_entries WHERE expires_at < now() LIMIT :batch)
+    """
+)
+
+
+def purge_expired_cache(conn: Connection, batch: int = 1000) -> int:
+    """Expired entries answer nothing (lookups check expires_at); this only frees space."""
+    return int(conn.execute(_EXPIRED_CACHE, {"batch": batch}).rowcount)

@@ -55,20 +55,25 @@ def _drain(
 def e2e_ours(children: Children, *, jobs: int, concurrency: int) -> DrainResult:
     from sqlalchemy import select
 
-    from aijobs import jobs as job_service
+    from aijobs import submission
     from aijobs.db import session_scope
     from aijobs.models import Tenant
     from aijobs.schemas import JobRequest
     from api.publisher import publish_run
 
-    request = JobRequest.model_validate(
-        {"model": "sim/echo", "messages": [{"role": "user", "content": "hello from the bench"}]}
-    )
+    def request(n: int) -> JobRequest:
+        """Distinct messages: the cache is on, and each job misses it."""
+        content = f"hello from the bench {uuid.uuid4()} {n}"
+        return JobRequest.model_validate(
+            {"model": "sim/echo", "messages": [{"role": "user", "content": content}]}
+        )
 
     def insert(count: int) -> list[uuid.UUID]:
         with session_scope() as session:
             tenant = session.scalars(select(Tenant).where(Tenant.name == "bench")).one()
-            return [job_service.submit(session, tenant.id, request).id for _ in range(count)]
+            return [
+                submission.submit(session, tenant.id, request(n)).row["id"] for n in range(count)
+            ]
 
     def publish(ids: list[uuid.UUID]) -> None:
         for job_id in ids:

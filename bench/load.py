@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -31,8 +32,20 @@ class LoadResult:
         return ordered[index] * 1000
 
 
+def _unique(body: dict[str, Any], tag: str) -> dict[str, Any]:
+    """The body with a message no other request sends (a cache miss for us)."""
+    messages = [dict(m) for m in body["messages"]]
+    messages[-1]["content"] = f"{messages[-1]['content']} {tag}"
+    return {**body, "messages": messages}
+
+
 async def _run(
-    url: str, headers: dict[str, str], body: dict[str, Any], concurrency: int, seconds: float
+    url: str,
+    headers: dict[str, str],
+    body: dict[str, Any],
+    concurrency: int,
+    seconds: float,
+    unique: bool,
 ) -> tuple[int, list[float], str | None]:
     import httpx
 
@@ -43,12 +56,17 @@ async def _run(
     async with httpx.AsyncClient(limits=limits, timeout=30, headers=headers) as client:
         deadline = time.perf_counter() + seconds
 
-        async def one_client() -> None:
+        async def one_client(n: int) -> None:
             nonlocal errors, first_error
+            sent = 0
             while time.perf_counter() < deadline:
+                sent += 1
+                payload = (
+                    _unique(body, f"{os.getpid()}-{n}-{sent}-{time.time()}") if unique else body
+                )
                 started = time.perf_counter()
                 try:
-                    response = await client.post(url, json=body)
+                    response = await client.post(url, json=payload)
                     failed = response.status_code != 202
                     detail = f"HTTP {response.status_code}: {response.text[:200]}"
                 except httpx.HTTPError as exc:
@@ -59,14 +77,19 @@ async def _run(
                 elif time.perf_counter() <= deadline:
                     latencies.append(time.perf_counter() - started)
 
-        await asyncio.gather(*(one_client() for _ in range(concurrency)))
+        await asyncio.gather(*(one_client(n) for n in range(concurrency)))
     return errors, latencies, first_error
 
 
 def _run_in_process(
-    url: str, headers: dict[str, str], body: dict[str, Any], concurrency: int, seconds: float
+    url: str,
+    headers: dict[str, str],
+    body: dict[str, Any],
+    concurrency: int,
+    seconds: float,
+    unique: bool,
 ) -> tuple[int, list[float], str | None]:
-    return asyncio.run(_run(url, headers, body, concurrency, seconds))
+    return asyncio.run(_run(url, headers, body, concurrency, seconds, unique))
 
 
 def run_load(
@@ -77,13 +100,15 @@ def run_load(
     concurrency: int,
     seconds: float,
     procs: int = 1,
+    unique: bool = True,
 ) -> LoadResult:
     """Split C clients over `procs` client processes; count what completes inside the window."""
     procs = max(1, min(procs, concurrency))
     shares = [concurrency // procs + (1 if i < concurrency % procs else 0) for i in range(procs)]
     with ProcessPoolExecutor(max_workers=procs) as pool:
         futures = [
-            pool.submit(_run_in_process, url, headers, body, share, seconds) for share in shares
+            pool.submit(_run_in_process, url, headers, body, share, seconds, unique)
+            for share in shares
         ]
         parts = [future.result() for future in futures]
     latencies = [value for _, lat, _ in parts for value in lat]

@@ -79,10 +79,10 @@ def main(argv: list[str] | None = None) -> int:
                 "procs": args.client_procs,
             }
             print(f"bench: submit, ours ({args.seconds:g} s, C={args.concurrency})", flush=True)
-            ours = submit_ours(children, api_key, **load)
+            ours, hits = submit_ours(children, api_key, **load)
             print("bench: submit, baseline", flush=True)
             base = submit_baseline(children, **load)
-            for result, who in ((ours, "ours"), (base, "baseline")):
+            for result, who in ((ours, "ours"), (hits, "ours (hits)"), (base, "baseline")):
                 if result.errors:
                     print(f"bench: {who}: {result.errors} errors, first: {result.first_error}")
             rows += [
@@ -90,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
                 ("submit p50 ms", ours.percentile_ms(0.5), base.percentile_ms(0.5)),
                 ("submit p99 ms", ours.percentile_ms(0.99), base.percentile_ms(0.99)),
                 ("submit errors", float(ours.errors), float(base.errors)),
+                # A hit is terminal in the POST response: submit latency is submit->terminal.
+                ("cache hit req/s", hits.rps, base.rps),
+                ("cache hit p50 ms", hits.percentile_ms(0.5), base.percentile_ms(0.5)),
+                ("cache hit p99 ms", hits.percentile_ms(0.99), base.percentile_ms(0.99)),
             ]
         if not args.skip_e2e:
             from bench.e2e import e2e_baseline, e2e_ours

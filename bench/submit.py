@@ -10,24 +10,31 @@ WARMUP_S = 1.0
 
 
 def _measure(
-    base: str, api_key: str, *, seconds: float, concurrency: int, procs: int
+    base: str, api_key: str, *, seconds: float, concurrency: int, procs: int, unique: bool = True
 ) -> LoadResult:
+    """Distinct bodies (every submit a new job), or one body again and again (for us,
+    after the first, every submit is a cache hit answered finished at submit)."""
     url = base + "/v1/jobs"
     headers = {"Authorization": f"Bearer {api_key}"}
-    run_load(url, headers, BODY, concurrency=concurrency, seconds=WARMUP_S, procs=procs)
-    return run_load(url, headers, BODY, concurrency=concurrency, seconds=seconds, procs=procs)
+    load = {"concurrency": concurrency, "procs": procs, "unique": unique}
+    run_load(url, headers, BODY, seconds=WARMUP_S, **load)  # type: ignore[arg-type]
+    return run_load(url, headers, BODY, seconds=seconds, **load)  # type: ignore[arg-type]
 
 
 def submit_ours(
     children: Children, api_key: str, *, seconds: float, concurrency: int, procs: int
-) -> LoadResult:
+) -> tuple[LoadResult, LoadResult]:
+    """(new jobs, cache hits)."""
     port = free_port()
     argv = [str(VENV_BIN / "aijobs"), "api", "--host", "127.0.0.1", "--port", str(port)]
     proc = children.start("api-ours", argv, bench_env())
     try:
         base = f"http://127.0.0.1:{port}"
         wait_http(base + "/readyz", proc)
-        return _measure(base, api_key, seconds=seconds, concurrency=concurrency, procs=procs)
+        load = {"seconds": seconds, "concurrency": concurrency, "procs": procs}
+        new = _measure(base, api_key, **load)  # type: ignore[arg-type]
+        hits = _measure(base, api_key, unique=False, **load)  # type: ignore[arg-type]
+        return new, hits
     finally:
         children.stop(proc)
 

@@ -80,8 +80,11 @@ class Stack:
         self.workers.clear()
 
     def ensure_worker(self) -> None:
+        self.ensure_workers(1)
+
+    def ensure_workers(self, count: int) -> None:
         self.workers = [w for w in self.workers if w.poll() is None]
-        if not self.workers:
+        while len(self.workers) < count:
             self.start_worker()
 
     def stop(self) -> None:

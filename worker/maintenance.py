@@ -7,6 +7,7 @@ sweeper publishes what Postgres says must run and the broker may have lost.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 
@@ -37,6 +38,8 @@ def sweep_once() -> int:
         ids = sweeper.due_for_publish(
             conn, queue_length=queue_length, stale_s=settings.requeue_after_s
         )
+        if random.random() < 0.02:  # now and then is enough
+            sweeper.purge_expired_cache(conn)
     for job_id in ids:
         app.send_task(RUN_JOB_TASK, args=[str(job_id)], queue=QUEUE)
     if ids:

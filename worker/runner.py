@@ -11,7 +11,9 @@ import time
 import uuid
 from typing import Any
 
-from aijobs import execution
+from sqlalchemy import Connection
+
+from aijobs import coalescing, execution
 from aijobs.db import autocommit
 from aijobs.pricing import price_for
 from aijobs.schemas import JobRequest
@@ -65,9 +67,8 @@ def _next_model(job: execution.Claimed) -> str | None:
 
 def run_job(job_id: uuid.UUID, owner: str) -> str:
     """Returns what happened, for logs and tests: skipped | succeeded | failed | retrying."""
-    settings = get_settings()
     with autocommit() as conn:
-        job = execution.claim(conn, job_id, owner, settings.lease_s)
+        job = execution.claim(conn, job_id, owner, get_settings().lease_s)
     if job is None:
         return "skipped"
 
@@ -85,36 +86,54 @@ def run_job(job_id: uuid.UUID, owner: str) -> str:
         http_status=error.http_status if error else None,
     )
     with autocommit() as conn:
-        if error is None and completion is not None:
-            execution.succeed(conn, job, owner, call, _result(completion, parsed))
-            return "succeeded"
-        assert error is not None
-        next_model = _next_model(job)
-        if error.retryable and job.model_attempt_no < job.max_attempts:
-            delay = retry_delay(
-                job.model_attempt_no,
-                base_s=settings.retry_base_s,
-                cap_s=settings.retry_cap_s,
-                retry_after_s=error.retry_after_s,
-            )
-            execution.schedule_retry(conn, job, owner, call, delay)
-            log.info(
-                "job %s: attempt %d %s, retry in %.2fs", job.id, job.attempt_no, error.code, delay
-            )
-            return "retrying"
-        if error.retryable and next_model is not None:
-            execution.fall_back(conn, job, owner, call, next_model)
-            log.info("job %s: %s ended in %s; next: %s", job.id, job.model, error.code, next_model)
-            return "retrying"
-        # The last raw output stays on a failed job for debugging.
-        execution.fail(
-            conn,
-            job,
-            owner,
-            call,
-            code=error.code,
-            message=error.message,
-            retryable=error.retryable,
-            result=_result(completion, None) if completion is not None else None,
+        outcome, settled = _settle(conn, job, owner, call, completion, parsed, error)
+        if settled.ended and settled.followers and outcome != "retrying":
+            coalescing.finish_followers(conn, job.id)
+    return outcome
+
+
+def _settle(
+    conn: Connection,
+    job: execution.Claimed,
+    owner: str,
+    call: execution.CallRecord,
+    completion: Completion | None,
+    parsed: Any,
+    error: ProviderError | None,
+) -> tuple[str, execution.Settled]:
+    """Succeed, retry, fall back or fail, by what the call gave."""
+    settings = get_settings()
+    if error is None and completion is not None:
+        result = _result(completion, parsed)
+        settled = execution.succeed(
+            conn, job, owner, call, result, cache_ttl_s=settings.cache_ttl_s
         )
-        return "failed"
+        return "succeeded", settled
+    assert error is not None
+    next_model = _next_model(job)
+    if error.retryable and job.model_attempt_no < job.max_attempts:
+        delay = retry_delay(
+            job.model_attempt_no,
+            base_s=settings.retry_base_s,
+            cap_s=settings.retry_cap_s,
+            retry_after_s=error.retry_after_s,
+        )
+        settled = execution.schedule_retry(conn, job, owner, call, delay)
+        log.info("job %s: attempt %d %s, retry in %.2fs", job.id, job.attempt_no, error.code, delay)
+        return "retrying", settled
+    if error.retryable and next_model is not None:
+        settled = execution.fall_back(conn, job, owner, call, next_model)
+        log.info("job %s: %s ended in %s; next: %s", job.id, job.model, error.code, next_model)
+        return "retrying", settled
+    # The last raw output stays on a failed job for debugging.
+    settled = execution.fail(
+        conn,
+        job,
+        owner,
+        call,
+        code=error.code,
+        message=error.message,
+        retryable=error.retryable,
+        result=_result(completion, None) if completion is not None else None,
+    )
+    return "failed", settled

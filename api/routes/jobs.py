@@ -7,11 +7,12 @@ import time
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
-from aijobs import jobs
+from aijobs import jobs, submission
 from aijobs.db import session_scope
+from aijobs.job_view import view
 from aijobs.schemas import JobRequest
 from api.deps import SessionDep, TenantDep
 from api.publisher import publish_run
@@ -23,19 +24,28 @@ MAX_WAIT_S = 30.0
 
 @router.post("", status_code=202)
 def submit_job(
-    body: JobRequest, tenant: TenantDep, session: SessionDep, response: Response
+    body: JobRequest,
+    tenant: TenantDep,
+    session: SessionDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+    ] = None,
 ) -> dict[str, Any]:
-    job = jobs.submit(session, tenant.id, body)
-    view = jobs.view(job)
+    """202 for every accepted request, so clients keep one code path: a cache hit is
+    already succeeded, a repeated Idempotency-Key returns the job it made first."""
+    submitted = submission.submit(session, tenant.id, body, idempotency_key=idempotency_key)
     session.commit()  # enqueue only what is durable
-    publish_run(job.id)
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return view
+    job_id = submitted.row["id"]
+    if submitted.publish:
+        publish_run(job_id)
+    response.headers["Location"] = f"/v1/jobs/{job_id}"
+    return view(submitted.row)
 
 
 def _read(tenant_id: uuid.UUID, job_id: str) -> dict[str, Any]:
     with session_scope() as session:
-        return jobs.view(jobs.get(session, tenant_id, job_id))
+        return view(jobs.get_row(session, tenant_id, job_id))
 
 
 @router.get("/{job_id}")
@@ -70,9 +80,13 @@ def list_jobs(
     rows, next_cursor = jobs.list_jobs(
         session, tenant.id, status=status, limit=limit, cursor=cursor
     )
-    return {"data": [jobs.view(job) for job in rows], "next_cursor": next_cursor}
+    return {"data": [view(row) for row in rows], "next_cursor": next_cursor}
 
 
 @router.post("/{job_id}/cancel")
 def cancel_job(job_id: str, tenant: TenantDep, session: SessionDep) -> dict[str, Any]:
-    return jobs.view(jobs.cancel(session, tenant.id, job_id))
+    cancelled = jobs.cancel(session, tenant.id, job_id)
+    session.commit()
+    if cancelled.heir is not None:
+        publish_run(cancelled.heir)
+    return view(cancelled.row)

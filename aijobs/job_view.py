@@ -1,0 +1,58 @@
+"""The job object of SPEC.md, as clients see it, from a jobs row."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import inspect
+
+from aijobs.models import Job
+
+
+def _money(value: Decimal) -> str:
+    return format(value.normalize(), "f") if value else "0"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def row_of(job: Job) -> dict[str, Any]:
+    """An ORM job as a row keyed by column name, like a Core RETURNING row."""
+    mapper = inspect(Job)
+    return {attr.columns[0].name: getattr(job, attr.key) for attr in mapper.column_attrs}
+
+
+def view(row: Mapping[str, Any]) -> dict[str, Any]:
+    error = None
+    if row["error_code"] is not None:
+        error = {
+            "code": row["error_code"],
+            "message": row["error_message"] or "",
+            "retryable": bool(row["error_retryable"]),
+        }
+    webhook = None
+    if row["webhook_url"] is not None:
+        webhook = {"url": row["webhook_url"], "status": "pending", "attempts": 0}
+    return {
+        "id": str(row["id"]),
+        "status": row["status"],
+        "model": row["model"],
+        # Addition to SPEC: the model that produced the result (a fallback, perhaps).
+        "answered_by": row["current_model"] if row["status"] == "succeeded" else None,
+        "task": row["task"],
+        "created_at": _iso(row["created_at"]),
+        "started_at": _iso(row["started_at"]),
+        "finished_at": _iso(row["finished_at"]),
+        "attempts": row["attempts"],
+        "result": row["result"],
+        "error": error,
+        "usage": {"input_tokens": row["input_tokens"], "output_tokens": row["output_tokens"]},
+        "cost_usd": _money(row["cost_usd"]),
+        "cache_hit": row["cache_hit"],
+        "metadata": row["metadata"],
+        "webhook": webhook,
+    }
