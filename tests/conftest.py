@@ -24,7 +24,8 @@ from tests.fake_openai import FakeOpenAI
 from tests.stack import AIJOBS, Stack, child_env
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_DB = "aijobs_test"
+# Separate names let two checkouts run their suites on one server at once.
+TEST_DB = os.environ.get("AIJOBS_TEST_DB_NAME", "aijobs_test")
 
 
 @dataclass
