@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 
-# queued (and due) -> running under our lease, counting the call we are about to make
-# and recording it before it is made; a call still marked started belongs to a worker
-# that died mid-call.
+# queued (and due) -> running under our lease, counting the call we are about to make,
+# reserving its maximum cost against the tenant's budget (check and add in one step,
+# so concurrent claims on any number of workers cannot overshoot), and recording the
+# call before it is made. A call that does not fit is not recorded: it is not made.
 _CLAIM = text(
     """
     WITH claimed AS (
@@ -30,19 +32,40 @@ _CLAIM = text(
         WHERE id = :id AND status = 'queued' AND leader_id IS NULL
           AND coalesce(next_attempt_at, now()) <= now()
         RETURNING id, tenant_id, current_model, request, timeout_s, max_attempts, attempts,
-                  model_attempts
-    ), interrupted AS (
-        UPDATE attempts SET outcome = 'interrupted', finished_at = now(),
-               error_code = 'internal', error_message = 'the worker was lost during the call'
-        WHERE job_id = :id AND outcome = 'started' AND EXISTS (SELECT 1 FROM claimed)
+                  model_attempts, coalesce((reserve_usd ->> current_model)::numeric, 0) AS reserve
+    ), limits AS (
+        SELECT t.daily_budget_usd AS daily, t.monthly_budget_usd AS monthly
+        FROM tenants t JOIN claimed k ON t.id = k.tenant_id
+    ), budget AS (
+        UPDATE budget_counters c SET
+            day = :today, month = :month,
+            day_spent = CASE WHEN c.day = :today THEN c.day_spent ELSE 0 END,
+            month_spent = CASE WHEN c.month = :month THEN c.month_spent ELSE 0 END,
+            day_reserved = c.day_reserved + k.reserve,
+            month_reserved = c.month_reserved + k.reserve
+        FROM claimed k, limits l
+        WHERE c.tenant_id = k.tenant_id AND k.model_attempts <= k.max_attempts
+          AND (l.daily IS NOT NULL OR l.monthly IS NOT NULL)
+          AND (l.daily IS NULL OR (CASE WHEN c.day = :today THEN c.day_spent ELSE 0 END)
+                                  + c.day_reserved + k.reserve <= l.daily)
+          AND (l.monthly IS NULL OR (CASE WHEN c.month = :month THEN c.month_spent ELSE 0 END)
+                                    + c.month_reserved + k.reserve <= l.monthly)
+        RETURNING c.tenant_id
+    ), allowed AS (
+        SELECT k.* FROM claimed k, limits l
+        WHERE k.model_attempts <= k.max_attempts
+          AND ((l.daily IS NULL AND l.monthly IS NULL) OR EXISTS (SELECT 1 FROM budget))
     ), started AS (
         INSERT INTO attempts (job_id, tenant_id, attempt_no, model, worker, outcome,
-                              started_at, input_tokens, output_tokens, cost_usd)
-        SELECT id, tenant_id, attempts, current_model, :owner, 'started', now(), 0, 0, 0
-        FROM claimed WHERE model_attempts <= max_attempts
+                              started_at, input_tokens, output_tokens, cost_usd, reserved_usd,
+                              budget_held, cost_estimated)
+        SELECT id, tenant_id, attempts, current_model, :owner, 'started', now(), 0, 0, 0,
+               reserve, EXISTS (SELECT 1 FROM budget), false
+        FROM allowed
     )
-    SELECT tenant_id, current_model, request, timeout_s, max_attempts, attempts, model_attempts
-    FROM claimed
+    SELECT k.tenant_id, k.current_model, k.request, k.timeout_s, k.max_attempts, k.attempts,
+           k.model_attempts, EXISTS (SELECT 1 FROM allowed)
+    FROM claimed k
     """
 )
 
@@ -63,7 +86,13 @@ def _settle(transition: str, then: str = "") -> TextClause:
                    error_code = :error_code, error_message = :error_message,
                    http_status = :http_status
             WHERE job_id = :id AND attempt_no = :attempt_no AND outcome = 'started'
-            RETURNING job_id
+            RETURNING job_id, tenant_id, reserved_usd, budget_held
+        ), released AS (
+            UPDATE budget_counters c SET
+                day_reserved = greatest(c.day_reserved - a.reserved_usd, 0),
+                month_reserved = greatest(c.month_reserved - a.reserved_usd, 0),
+                day_spent = c.day_spent + :cost_usd, month_spent = c.month_spent + :cost_usd
+            FROM call a WHERE c.tenant_id = a.tenant_id AND a.budget_held
         ), ended AS (
             UPDATE jobs SET {transition}, lease_owner = NULL, lease_expires_at = NULL, {_USAGE}
             WHERE id IN (SELECT job_id FROM call) AND status = 'running'
@@ -109,15 +138,14 @@ _FALLBACK = _settle(
     """status = 'queued', enqueued_at = now(), next_attempt_at = now(),
        current_model = :next_model, model_attempts = 0"""
 )
-_EXHAUSTED = text(
+# The claim counted a call that is not made: fail the job without it.
+_REFUSED = text(
     """
     UPDATE jobs SET status = 'failed', finished_at = now(), attempts = attempts - 1,
-           model_attempts = model_attempts - 1,
-           error_code = 'internal', error_retryable = false,
-           error_message = 'all ' || max_attempts
-                           || ' attempts were used (the last was interrupted)',
-           lease_owner = NULL, lease_expires_at = NULL
+           model_attempts = model_attempts - 1, error_code = :code, error_retryable = false,
+           error_message = :message, lease_owner = NULL, lease_expires_at = NULL
     WHERE id = :id AND status = 'running' AND lease_owner = :owner
+    RETURNING followers
     """
 )
 _RENEW = text(
@@ -156,17 +184,41 @@ class CallRecord:
     http_status: int | None = None
 
 
-def claim(conn: Connection, job_id: uuid.UUID, owner: str, lease_s: float) -> Claimed | None:
-    """Take the job and record the attempt we are about to make, before making it.
-    None when the job is not ours to run (taken, finished, not due, or out of attempts)."""
-    row = conn.execute(_CLAIM, {"id": job_id, "owner": owner, "lease_s": lease_s}).first()
+@dataclass(frozen=True)
+class Refused:
+    """The job was claimed but no call may be made: it failed (and may have followers)."""
+
+    code: str
+    followers: int
+
+
+def claim(
+    conn: Connection,
+    job_id: uuid.UUID,
+    owner: str,
+    lease_s: float,
+    *,
+    today: date,
+    month: date,
+) -> Claimed | Refused | None:
+    """Take the job, reserve the call's cost and record the attempt, before the call.
+    None when the job is not ours to run (taken, finished, not due); Refused when the
+    call does not fit the budget, or every attempt was used."""
+    params = {"id": job_id, "owner": owner, "lease_s": lease_s, "today": today, "month": month}
+    row = conn.execute(_CLAIM, params).first()
     if row is None:
         return None
-    tenant_id, model, request, timeout_s, max_attempts, attempt_no, model_attempt_no = row
-    if model_attempt_no > max_attempts:
-        # Every attempt was used, the last one interrupted: nothing left to try.
-        conn.execute(_EXHAUSTED, {"id": job_id, "owner": owner})
-        return None
+    tenant_id, model, request, timeout_s, max_attempts, attempt_no, model_attempt_no, allowed = row
+    if not allowed:
+        if model_attempt_no > max_attempts:
+            code = "internal"
+            message = f"all {max_attempts} attempts were used (the last was interrupted)"
+        else:
+            code = "budget_exceeded"
+            message = "the call does not fit the tenant's budget; it was not made"
+        refused = {"id": job_id, "owner": owner, "code": code, "message": message}
+        followers = conn.execute(_REFUSED, refused).scalar()
+        return Refused(code=code, followers=int(followers or 0))
     return Claimed(
         id=job_id,
         tenant_id=tenant_id,

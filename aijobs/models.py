@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -121,6 +122,8 @@ class Job(Base):
     output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cost_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The most one call to each model may cost ({model: USD}): reserved before a call.
+    reserve_usd: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
     # What a cache hit saved: the price of the call it did not make.
     saved_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
     # Dedup: the hash of what determines the answer (None when cache is off); a
@@ -141,7 +144,11 @@ class Attempt(Base):
     """One provider call. Written before the call, completed after it."""
 
     __tablename__ = "attempts"
-    __table_args__ = (UniqueConstraint("job_id", "attempt_no"),)
+    __table_args__ = (
+        UniqueConstraint("job_id", "attempt_no"),
+        Index("ix_attempts_tenant_started", "tenant_id", "started_at"),
+        Index("ix_attempts_in_flight", "started_at", postgresql_where=text("outcome = 'started'")),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
@@ -160,6 +167,12 @@ class Attempt(Base):
     input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cost_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    # The call's maximum cost, and whether it was held against the tenant's budget.
+    reserved_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    budget_held: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A call whose worker died: its usage never reached us, so it is charged at its
+    # reservation (the most it can have cost).
+    cost_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class CacheEntry(Base):
@@ -193,3 +206,20 @@ class IdempotencyKey(Base):
     body_hash: Mapped[str] = mapped_column(String(64))
     job_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class BudgetCounter(Base):
+    """A tenant's spend and reservations in the current UTC day and month: the one row
+    every reservation checks and updates in a single statement."""
+
+    __tablename__ = "budget_counters"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date)
+    day_spent: Mapped[Decimal] = mapped_column(MONEY)
+    day_reserved: Mapped[Decimal] = mapped_column(MONEY)
+    month: Mapped[date] = mapped_column(Date)
+    month_spent: Mapped[Decimal] = mapped_column(MONEY)
+    month_reserved: Mapped[Decimal] = mapped_column(MONEY)

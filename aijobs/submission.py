@@ -14,6 +14,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
+from aijobs import budget
 from aijobs.errors import Conflict, IdempotencyConflict, InvalidRequest
 from aijobs.fingerprint import body_hash, fingerprint
 from aijobs.pricing import price_for
@@ -27,7 +28,7 @@ IDEMPOTENCY_TTL = "24 hours"
 _COLUMNS = """id, tenant_id, status, model, current_model, model_attempts, task, request,
     metadata, webhook_url, max_attempts, timeout_s, attempts, input_tokens, output_tokens,
     cost_usd, cache_hit, saved_usd, fingerprint, leader_id, followers, result, started_at,
-    finished_at, created_at, enqueued_at"""
+    finished_at, created_at, enqueued_at, reserve_usd"""
 
 # One round trip: look the cache up and insert the job, finished if it was a hit. An
 # identical request already in flight makes the insert do nothing (the unique index
@@ -44,13 +45,17 @@ _INSERT = text(
            :max_attempts, :timeout_s, 0, 0, 0, 0, hit.result IS NOT NULL,
            coalesce(hit.cost_usd, 0), :fingerprint, NULL, 0, hit.result,
            CASE WHEN hit.result IS NULL THEN NULL ELSE now() END,
-           CASE WHEN hit.result IS NULL THEN NULL ELSE now() END, now(), now()
+           CASE WHEN hit.result IS NULL THEN NULL ELSE now() END, now(), now(), :reserve_usd
     FROM (SELECT 1) AS one LEFT JOIN hit ON true
     ON CONFLICT (tenant_id, fingerprint)
         WHERE leader_id IS NULL AND status IN ('queued', 'running') DO NOTHING
     RETURNING *
     """
-).bindparams(bindparam("request", type_=JSONB), bindparam("metadata", type_=JSONB))
+).bindparams(
+    bindparam("request", type_=JSONB),
+    bindparam("metadata", type_=JSONB),
+    bindparam("reserve_usd", type_=JSONB),
+)
 
 # Lock the in-flight leader (its settle waits for our commit, so it cannot miss us).
 _FOLLOW = text(
@@ -66,10 +71,14 @@ _INSERT_FOLLOWER = text(
     INSERT INTO jobs ({_COLUMNS})
     VALUES (:id, :tenant_id, 'queued', :model, :model, 0, :task, :request, :metadata,
             :webhook_url, :max_attempts, :timeout_s, 0, 0, 0, 0, false, 0, :fingerprint,
-            :leader_id, 0, NULL, NULL, NULL, now(), now())
+            :leader_id, 0, NULL, NULL, NULL, now(), now(), :reserve_usd)
     RETURNING *
     """
-).bindparams(bindparam("request", type_=JSONB), bindparam("metadata", type_=JSONB))
+).bindparams(
+    bindparam("request", type_=JSONB),
+    bindparam("metadata", type_=JSONB),
+    bindparam("reserve_usd", type_=JSONB),
+)
 
 _FORGET_EXPIRED_KEY = text(
     f"""
@@ -141,8 +150,11 @@ def submit(
     request: JobRequest,
     *,
     idempotency_key: str | None = None,
+    budgeted: bool = False,
 ) -> Submitted:
     check_submittable(request)
+    if budgeted:
+        budget.refuse_if_over(session.connection(), tenant_id)
     job_id = uuid.uuid4()
     if idempotency_key is not None:
         earlier = _replayed(session, tenant_id, idempotency_key, request, job_id)
@@ -160,6 +172,7 @@ def submit(
         "max_attempts": request.max_attempts,
         "timeout_s": Decimal(str(request.timeout_s)),
         "fingerprint": fingerprint(tenant_id, request) if request.cache else None,
+        "reserve_usd": budget.reservations(request),
     }
     # The leader can end between our insert and our follow: then look again (it is a
     # cache hit now, or we lead). Each round needs that to happen again; three is plenty.

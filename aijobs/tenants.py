@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from aijobs.budget import periods
 from aijobs.errors import Unauthorized
-from aijobs.models import ApiKey, Tenant
+from aijobs.models import ApiKey, BudgetCounter, Tenant
 
 KEY_PREFIX = "aj_"
 
@@ -53,6 +55,21 @@ def create_key(
     if rpm is not None:
         tenant.rpm = rpm
     session.flush()
+    # Every tenant has its budget counters row: reservations update it, never create it.
+    today, month = periods()
+    session.execute(
+        insert(BudgetCounter)
+        .values(
+            tenant_id=tenant.id,
+            day=today,
+            day_spent=0,
+            day_reserved=0,
+            month=month,
+            month_spent=0,
+            month_reserved=0,
+        )
+        .on_conflict_do_nothing()
+    )
     api_key = KEY_PREFIX + secrets.token_urlsafe(32)
     session.add(ApiKey(tenant_id=tenant.id, key_hash=hash_key(api_key), prefix=api_key[:10]))
     session.flush()

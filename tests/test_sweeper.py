@@ -19,11 +19,11 @@ _JOB = text(
     INSERT INTO jobs (id, tenant_id, status, model, current_model, task, request, metadata,
                       max_attempts, model_attempts,
                       timeout_s, attempts, input_tokens, output_tokens, cost_usd, cache_hit,
-                      enqueued_at, next_attempt_at, lease_owner, lease_expires_at)
+                      enqueued_at, next_attempt_at, lease_owner, lease_expires_at, reserve_usd)
     VALUES (:id, :tenant, :status, 'sim/echo', 'sim/echo', 'chat', '{}', '{}', 3, 0,
             60, 0, 0, 0, 0, false,
             now() - make_interval(secs => :age), now() + make_interval(secs => :due_in),
-            :owner, now() + make_interval(secs => :lease_in))
+            :owner, now() + make_interval(secs => :lease_in), '{}')
     """
 )
 

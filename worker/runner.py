@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from aijobs import coalescing, execution
+from aijobs import budget, coalescing, execution
 from aijobs.db import autocommit
 from aijobs.pricing import price_for
 from aijobs.schemas import JobRequest
@@ -67,8 +67,14 @@ def _next_model(job: execution.Claimed) -> str | None:
 
 def run_job(job_id: uuid.UUID, owner: str) -> str:
     """Returns what happened, for logs and tests: skipped | succeeded | failed | retrying."""
+    today, month = budget.periods()
     with autocommit() as conn:
-        job = execution.claim(conn, job_id, owner, get_settings().lease_s)
+        job = execution.claim(conn, job_id, owner, get_settings().lease_s, today=today, month=month)
+        if isinstance(job, execution.Refused):
+            if job.followers:
+                coalescing.finish_followers(conn, job_id)
+            log.info("job %s: refused (%s)", job_id, job.code)
+            return "failed"
     if job is None:
         return "skipped"
 

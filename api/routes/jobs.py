@@ -34,7 +34,13 @@ def submit_job(
 ) -> dict[str, Any]:
     """202 for every accepted request, so clients keep one code path: a cache hit is
     already succeeded, a repeated Idempotency-Key returns the job it made first."""
-    submitted = submission.submit(session, tenant.id, body, idempotency_key=idempotency_key)
+    submitted = submission.submit(
+        session,
+        tenant.id,
+        body,
+        idempotency_key=idempotency_key,
+        budgeted=tenant.daily_budget_usd is not None or tenant.monthly_budget_usd is not None,
+    )
     session.commit()  # enqueue only what is durable
     job_id = submitted.row["id"]
     if submitted.publish:
