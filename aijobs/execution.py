@@ -311,5 +311,27 @@ def fall_back(
     return _run_settle(conn, _FALLBACK, job, owner, call, next_model=next_model)
 
 
+_CURRENT_MODEL = text(
+    "SELECT current_model, timeout_s FROM jobs WHERE id = :id AND status = 'queued'"
+)
+_DEFER = text(
+    """
+    UPDATE jobs SET next_attempt_at = now() + make_interval(secs => :delay_s)
+    WHERE id = :id AND status = 'queued' AND leader_id IS NULL
+    """
+)
+
+
+def next_call(conn: Connection, job_id: uuid.UUID) -> tuple[str, float] | None:
+    """The model a queued job will call next, and its timeout."""
+    row = conn.execute(_CURRENT_MODEL, {"id": job_id}).first()
+    return (str(row[0]), float(row[1])) if row is not None else None
+
+
+def defer(conn: Connection, job_id: uuid.UUID, delay_s: float) -> None:
+    """Leave a queued job for later (its model is at its cap); the sweeper publishes it."""
+    conn.execute(_DEFER, {"id": job_id, "delay_s": delay_s})
+
+
 def renew_leases(conn: Connection, owner: str, lease_s: float) -> None:
     conn.execute(_RENEW, {"owner": owner, "lease_s": lease_s})

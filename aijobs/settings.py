@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     # How long a successful result answers identical requests of the same tenant.
     cache_ttl_s: float = Field(default=86_400.0, gt=0)
 
+    # Provider calls in flight per model across all workers: a default for every model
+    # (0: no cap) and overrides, "openai/gpt-4o-mini=50,sim/echo=200".
+    model_inflight_cap: int = Field(default=0, ge=0)
+    model_inflight_caps: str = ""
+
     worker_concurrency: int = Field(default=32, ge=1)
     data_dir: Path = Path(".aijobs")
 

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from api import problems
 from api.body_limit import BodyLimitMiddleware
-from api.routes import health, jobs
+from api.routes import health, jobs, usage
 
 
 def create_app() -> FastAPI:
@@ -19,6 +19,7 @@ def create_app() -> FastAPI:
     problems.install(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(usage.router)
     return app
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from aijobs.db import get_sessionmaker, session_scope
 from aijobs.errors import Unauthorized
 from aijobs.tenants import TenantInfo, authenticate, hash_key
+from api import rate_limit
 
 
 def get_session() -> Iterator[Session]:
@@ -74,4 +75,11 @@ def get_tenant(token: Annotated[str, Depends(bearer_token)]) -> TenantInfo:
     return tenant
 
 
-TenantDep = Annotated[TenantInfo, Depends(get_tenant)]
+def limited_tenant(tenant: Annotated[TenantInfo, Depends(get_tenant)]) -> TenantInfo:
+    """The tenant, once its requests-per-minute allow this one."""
+    if tenant.rpm:
+        rate_limit.check(tenant.id, tenant.rpm)
+    return tenant
+
+
+TenantDep = Annotated[TenantInfo, Depends(limited_tenant)]

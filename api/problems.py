@@ -49,6 +49,8 @@ def problem(
 def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    if "retry_after_s" in exc.extra:
+        headers = {"Retry-After": str(exc.extra["retry_after_s"])}
     return problem(
         exc.status,
         exc.code,

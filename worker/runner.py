@@ -19,6 +19,7 @@ from aijobs.pricing import price_for
 from aijobs.schemas import JobRequest
 from aijobs.settings import get_settings
 from aijobs.structured import InvalidOutput, parse_output
+from worker import inflight
 from worker.providers.base import Completion, ProviderError
 from worker.providers.errors import map_exception
 from worker.providers.registry import provider_for
@@ -65,8 +66,33 @@ def _next_model(job: execution.Claimed) -> str | None:
     return models[position + 1] if position + 1 < len(models) else None
 
 
+CAPPED_RETRY_S = 0.5
+
+
 def run_job(job_id: uuid.UUID, owner: str) -> str:
-    """Returns what happened, for logs and tests: skipped | succeeded | failed | retrying."""
+    """Returns what happened, for logs and tests:
+    skipped | deferred | succeeded | failed | retrying."""
+    if not inflight.caps() and not get_settings().model_inflight_cap:
+        return _run(job_id, owner)
+    with autocommit() as conn:
+        upcoming = execution.next_call(conn, job_id)
+    if upcoming is None:
+        return "skipped"
+    model, timeout_s = upcoming
+    if not inflight.cap_for(model):
+        return _run(job_id, owner)
+    slot = f"{job_id}:{owner}"
+    if not inflight.acquire(model, slot, hold_s=timeout_s + 30):
+        with autocommit() as conn:
+            execution.defer(conn, job_id, CAPPED_RETRY_S)
+        return "deferred"
+    try:
+        return _run(job_id, owner)
+    finally:
+        inflight.release(model, slot)
+
+
+def _run(job_id: uuid.UUID, owner: str) -> str:
     today, month = budget.periods()
     with autocommit() as conn:
         job = execution.claim(conn, job_id, owner, get_settings().lease_s, today=today, month=month)
