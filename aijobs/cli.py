@@ -85,6 +85,53 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_usage(args: argparse.Namespace) -> int:
+    """Spend by model and by day from the ledger, and the bill at `--scale` times the
+    traffic, before and after the cache's savings."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select
+
+    from aijobs import usage
+    from aijobs.db import session_scope
+    from aijobs.models import Tenant
+
+    end = datetime.now(UTC).date() + timedelta(days=1)
+    start = end - timedelta(days=args.days)
+    with session_scope() as session:
+        tenant_id = None
+        if args.tenant:
+            tenant_id = session.scalar(select(Tenant.id).where(Tenant.name == args.tenant))
+            if tenant_id is None:
+                raise RuntimeError(f"no tenant {args.tenant!r}")
+        conn = session.connection()
+        reports = {
+            group: usage.report(conn, tenant_id, start=start, end=end, group_by=group)
+            for group in ("model", "day")
+        }
+    who = args.tenant or "all tenants"
+    print(f"aijobs usage: {who}, {start} to {end - timedelta(days=1)} (UTC)")
+    for group, result in reports.items():
+        print(
+            f"\n{'by ' + group:<30} {'calls':>8} {'tokens in':>12} {'tokens out':>12}"
+            f" {'spend USD':>14} {'hits':>6} {'saved USD':>12}"
+        )
+        for key, line in [*result.lines.items(), ("total", result.total)]:
+            print(
+                f"{key:<30} {line.calls:>8} {line.input_tokens:>12} {line.output_tokens:>12}"
+                f" {line.cost_usd:>14.6f} {line.cache_hits:>6} {line.saved_usd:>12.6f}"
+            )
+    total = reports["model"].total
+    scale = Decimal(str(args.scale))
+    without_cache = (total.cost_usd + total.saved_usd) * scale
+    with_cache = total.cost_usd * scale
+    print(
+        f"\nat {args.scale:g}x this traffic: {without_cache:.2f} USD without the cache,"
+        f" {with_cache:.2f} USD with it (saves {without_cache - with_cache:.2f} USD)"
+    )
+    return 0
+
+
 def _wait_ready(url: str, child: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -199,6 +246,12 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--monthly-budget", type=Decimal, default=None)
     create.add_argument("--rpm", type=int, default=None)
     create.set_defaults(func=cmd_keys_create)
+
+    report = sub.add_parser("usage", help="spend by model and day, and the bill at scale")
+    report.add_argument("--tenant", default=None)
+    report.add_argument("--days", type=int, default=30)
+    report.add_argument("--scale", type=float, default=1.0)
+    report.set_defaults(func=cmd_usage)
     return parser
 
 

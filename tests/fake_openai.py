@@ -34,6 +34,8 @@ class FakeOpenAI:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self.model_calls: Counter[tuple[str, str]] = Counter()
+        self.in_flight: Counter[str] = Counter()
+        self.max_in_flight: Counter[str] = Counter()
         self.call_times: dict[str, list[float]] = {}
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -90,6 +92,19 @@ class FakeOpenAI:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 payload = json.loads(self.rfile.read(length) or b"{}")
+                model = str(payload.get("model", ""))
+                with fake._lock:
+                    fake.in_flight[model] += 1
+                    fake.max_in_flight[model] = max(
+                        fake.max_in_flight[model], fake.in_flight[model]
+                    )
+                try:
+                    self._route(payload)
+                finally:
+                    with fake._lock:
+                        fake.in_flight[model] -= 1
+
+            def _route(self, payload: dict[str, Any]) -> None:
                 if self.path.endswith("/v1/messages"):
                     self._anthropic(payload)
                 elif self.path.endswith("/embeddings"):
