@@ -43,6 +43,7 @@ def _setup() -> str:
     common.flush_redis()
     _cli("migrate")
     issued = json.loads(_cli("keys", "create", "--tenant", "bench").strip().splitlines()[-1])
+    _cli("keys", "create", "--tenant", "bench-budget", "--daily-budget", "1000000")
     return str(issued["api_key"])
 
 
@@ -103,6 +104,15 @@ def main(argv: list[str] | None = None) -> int:
             common.flush_redis()
             print(f"bench: end-to-end, ours ({args.jobs} jobs, sim/echo at 0 s)", flush=True)
             drained = e2e_ours(children, jobs=args.jobs, concurrency=args.worker_concurrency)
+            common.sql("TRUNCATE jobs CASCADE")
+            common.flush_redis()
+            print("bench: end-to-end, ours with a budget on", flush=True)
+            budgeted = e2e_ours(
+                children,
+                jobs=args.jobs,
+                concurrency=args.worker_concurrency,
+                tenant_name="bench-budget",
+            )
             print("bench: end-to-end, baseline", flush=True)
             bare = e2e_baseline(children, jobs=args.jobs, concurrency=args.worker_concurrency)
             if drained.not_succeeded:
@@ -110,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += [
                 ("end-to-end jobs/s", drained.jobs_per_s, bare.jobs_per_s),
                 ("end-to-end seconds", drained.seconds, bare.seconds),
+                ("e2e jobs/s, budget on", budgeted.jobs_per_s, bare.jobs_per_s),
+                ("e2e budget on / off", budgeted.jobs_per_s, drained.jobs_per_s),
             ]
     finally:
         children.stop_all()
