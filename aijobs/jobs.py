@@ -43,12 +43,12 @@ def get_row(session: Session, tenant_id: uuid.UUID, job_id: str) -> dict[str, An
     return row_of(get(session, tenant_id, job_id))
 
 
-def _encode_cursor(job: Job) -> str:
+def encode_cursor(job: Job) -> str:
     raw = f"{job.created_at.isoformat()}|{job.id}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, _, job_id = raw.partition("|")
@@ -72,14 +72,14 @@ def list_jobs(
             raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}")
         query = query.where(Job.status == status)
     if cursor:
-        created, last_id = _decode_cursor(cursor)
+        created, last_id = decode_cursor(cursor)
         query = query.where(
             or_(Job.created_at < created, and_(Job.created_at == created, Job.id < last_id))
         )
     rows = list(
         session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1))
     )
-    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return [row_of(job) for job in rows[:limit]], next_cursor
 
 

@@ -86,6 +86,7 @@ class Job(Base):
             unique=True,
             postgresql_where=text("leader_id IS NULL AND status IN ('queued', 'running')"),
         ),
+        Index("ix_jobs_error_code", "error_code", "created_at"),
         Index(
             "ix_jobs_waiting_followers",
             "leader_id",
@@ -223,3 +224,16 @@ class BudgetCounter(Base):
     month: Mapped[date] = mapped_column(Date)
     month_spent: Mapped[Decimal] = mapped_column(MONEY)
     month_reserved: Mapped[Decimal] = mapped_column(MONEY)
+
+
+class AdminAudit(Base):
+    """One admin action: what, on which jobs or tenants, when, and from where."""
+
+    __tablename__ = "admin_audit"
+    __table_args__ = (Index("ix_admin_audit_at", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    action: Mapped[str] = mapped_column(String(60))
+    actor: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB)

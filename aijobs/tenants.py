@@ -7,14 +7,16 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from aijobs.budget import periods
-from aijobs.errors import Unauthorized
+from aijobs.errors import NotFound, Unauthorized
 from aijobs.models import ApiKey, BudgetCounter, Tenant
 
 KEY_PREFIX = "aj_"
@@ -102,3 +104,44 @@ def authenticate(session: Session, api_key: str) -> TenantInfo:
         monthly_budget_usd=tenant.monthly_budget_usd,
         rpm=tenant.rpm,
     )
+
+
+def tenant_by_ref(session: Session, ref: str) -> Tenant:
+    """A tenant by id or name."""
+    tenant = None
+    try:
+        tenant = session.get(Tenant, uuid.UUID(ref))
+    except ValueError:
+        tenant = session.scalar(select(Tenant).where(Tenant.name == ref))
+    if tenant is None:
+        raise NotFound(f"no tenant {ref}")
+    return tenant
+
+
+def update_limits(session: Session, tenant: Tenant, changes: dict[str, Any]) -> None:
+    """Set (or, with None, clear) daily_budget_usd, monthly_budget_usd, rpm."""
+    for name in ("daily_budget_usd", "monthly_budget_usd", "rpm"):
+        if name in changes:
+            setattr(tenant, name, changes[name])
+    session.flush()
+
+
+def keys_of(session: Session, tenant: Tenant) -> list[ApiKey]:
+    return list(
+        session.scalars(
+            select(ApiKey).where(ApiKey.tenant_id == tenant.id).order_by(ApiKey.created_at)
+        )
+    )
+
+
+def revoke_key(session: Session, tenant: Tenant, key_id: str) -> ApiKey:
+    try:
+        key = session.get(ApiKey, uuid.UUID(key_id))
+    except ValueError:
+        key = None
+    if key is None or key.tenant_id != tenant.id:
+        raise NotFound(f"no key {key_id} for this tenant")
+    if key.revoked_at is None:
+        key.revoked_at = datetime.now(UTC)
+    session.flush()
+    return key

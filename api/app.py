@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from api import problems
 from api.body_limit import BodyLimitMiddleware
-from api.routes import health, jobs, usage
+from api.routes import admin_jobs, admin_tenants, health, jobs, usage
 
 
 def create_app() -> FastAPI:
@@ -20,6 +20,8 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(usage.router)
+    app.include_router(admin_jobs.router)
+    app.include_router(admin_tenants.router)
     return app
 
 

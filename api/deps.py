@@ -54,6 +54,10 @@ class _KeyCache:
             return None
         return entry[1]
 
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
     def put(self, key_hash: str, tenant: TenantInfo) -> None:
         with self._lock:
             if len(self._entries) > 10_000:
@@ -62,6 +66,11 @@ class _KeyCache:
 
 
 _keys = _KeyCache(ttl_s=5.0)
+
+
+def forget_cached_keys() -> None:
+    """After a revocation: this process stops accepting the key at once."""
+    _keys.clear()
 
 
 def get_tenant(token: Annotated[str, Depends(bearer_token)]) -> TenantInfo:

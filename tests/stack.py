@@ -16,6 +16,7 @@ from aijobs.embedded import free_port
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 AIJOBS = [sys.executable, "-m", "aijobs.cli"]
+ADMIN_TOKEN = "test-admin-token"
 
 
 class Stack:
@@ -110,6 +111,7 @@ def child_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]
             "AIJOBS_SIM_LATENCY_S": "0.05",
             # One model capped, for the in-flight cap test; the others are free.
             "AIJOBS_MODEL_INFLIGHT_CAPS": "openai/gpt-4.1-nano=2",
+            "AIJOBS_ADMIN_TOKEN": ADMIN_TOKEN,
         }
     )
     env.update(extra)

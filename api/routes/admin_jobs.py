@@ -1,0 +1,135 @@
+"""/admin/jobs: find jobs across tenants, read their attempts, re-run and cancel them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from aijobs import audit, jobs, triage
+from aijobs.errors import Conflict
+from aijobs.job_view import row_of, view
+from api.admin_auth import AdminDep
+from api.deps import SessionDep
+from api.publisher import publish_run
+
+router = APIRouter(prefix="/admin/jobs", tags=["admin"])
+
+
+def actor(request: Request) -> str:
+    host = request.client.host if request.client else "?"
+    return f"api:{host} {request.headers.get('user-agent', '')}".strip()
+
+
+def _job(row: dict[str, Any], tenant: str) -> dict[str, Any]:
+    return {**view(row), "tenant": tenant, "tenant_id": str(row["tenant_id"])}
+
+
+@router.get("")
+def list_jobs(
+    _: AdminDep,
+    session: SessionDep,
+    status: str | None = None,
+    error_code: str | None = None,
+    tenant: str | None = None,
+    model: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    where = triage.JobFilter(status, error_code, tenant, model, since, until)
+    rows, next_cursor, counts = triage.find(session, where, limit=limit, cursor=cursor)
+    return {
+        "data": [_job(row, name) for row, name in rows],
+        "next_cursor": next_cursor,
+        "counts_by_error_code": counts,
+    }
+
+
+class BulkRerun(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: str | None = "failed"
+    error_code: str | None = None
+    tenant: str | None = None
+    model: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    dry_run: bool = False
+    ids_limit: int = Field(default=1000, ge=0, le=triage.BULK_CAP)
+
+
+@router.post("/rerun")
+def rerun_many(
+    body: BulkRerun, _: AdminDep, session: SessionDep, request: Request
+) -> dict[str, Any]:
+    """Re-run every finished job the filter matches (capped), or with dry_run only count
+    them. Answers how many were re-queued, answered at once (cache, a live identical
+    job) and skipped, and why."""
+    where = triage.JobFilter(
+        body.status, body.error_code, body.tenant, body.model, body.since, body.until
+    )
+    ids = triage.select_for_rerun(session, where)
+    filters = body.model_dump(mode="json", exclude={"dry_run", "ids_limit"})
+    if body.dry_run:
+        return {"count": len(ids), "ids": [str(i) for i in ids[: body.ids_limit]], "dry_run": True}
+    outcome = triage.Rerun()
+    for job_id in ids:
+        triage.rerun_one(session, job_id, outcome)
+    audit.record(session, "jobs.rerun", actor(request), filter=filters, count=outcome.count)
+    session.commit()
+    for job_id in outcome.requeued:
+        publish_run(job_id)
+    done = [*outcome.requeued, *outcome.answered]
+    return {
+        "count": outcome.count,
+        "ids": [str(i) for i in done[: body.ids_limit]],
+        "requeued": len(outcome.requeued),
+        "answered_at_once": len(outcome.answered),
+        "skipped": outcome.skipped,
+        "dry_run": False,
+    }
+
+
+@router.get("/{job_id}")
+def get_job(job_id: str, _: AdminDep, session: SessionDep) -> dict[str, Any]:
+    job = triage.get(session, job_id)
+    return {**view(row_of(job)), "tenant_id": str(job.tenant_id)}
+
+
+@router.get("/{job_id}/attempts")
+def job_attempts(job_id: str, _: AdminDep, session: SessionDep) -> dict[str, Any]:
+    return {"data": triage.attempts(session, job_id)}
+
+
+@router.post("/{job_id}/rerun", status_code=202)
+def rerun_job(
+    job_id: str, _: AdminDep, session: SessionDep, request: Request, response: Response
+) -> dict[str, Any]:
+    job = triage.get(session, job_id)
+    outcome = triage.Rerun()
+    triage.rerun_one(session, job.id, outcome)
+    if outcome.skipped:
+        raise Conflict(f"job {job_id} cannot re-run: {outcome.skipped[str(job.id)]}")
+    audit.record(session, "job.rerun", actor(request), job_id=str(job.id))
+    session.commit()
+    if outcome.requeued:
+        publish_run(job.id)
+    response.headers["Location"] = f"/admin/jobs/{job.id}"
+    session.refresh(job)
+    return {**view(row_of(job)), "tenant_id": str(job.tenant_id)}
+
+
+@router.post("/{job_id}/cancel")
+def cancel_job(job_id: str, _: AdminDep, session: SessionDep, request: Request) -> dict[str, Any]:
+    job = triage.get(session, job_id)
+    cancelled = jobs.cancel(session, job.tenant_id, str(job.id))
+    audit.record(session, "job.cancel", actor(request), job_id=str(job.id))
+    session.commit()
+    if cancelled.heir is not None:
+        publish_run(uuid.UUID(str(cancelled.heir)))
+    return view(cancelled.row)

@@ -1,0 +1,131 @@
+"""/admin/tenants: budgets, rpm and keys (create, revoke), spend at a glance;
+/admin/audit: what admins did."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from aijobs import audit, budget
+from aijobs.models import ApiKey, Tenant
+from aijobs.tenants import create_key, keys_of, revoke_key, tenant_by_ref, update_limits
+from api.admin_auth import AdminDep
+from api.deps import SessionDep, forget_cached_keys
+from api.routes.admin_jobs import actor
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+class Limits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    daily_budget_usd: Decimal | None = Field(default=None, ge=0)
+    monthly_budget_usd: Decimal | None = Field(default=None, ge=0)
+    rpm: int | None = Field(default=None, ge=1)
+
+
+class NewTenant(Limits):
+    name: str = Field(min_length=1, max_length=200)
+
+
+def _key(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": str(key.id),
+        "prefix": key.prefix,
+        "created_at": key.created_at.isoformat(),
+        "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+    }
+
+
+def _tenant(session: SessionDep, tenant: Tenant) -> dict[str, Any]:
+    daily, monthly = budget.state(session.connection(), tenant.id)
+    return {
+        "id": str(tenant.id),
+        "name": tenant.name,
+        "rpm": tenant.rpm,
+        "created_at": tenant.created_at.isoformat(),
+        "budget": {"daily": daily.as_json(), "monthly": monthly.as_json()},
+        "keys": [_key(key) for key in keys_of(session, tenant)],
+    }
+
+
+@router.get("/tenants")
+def list_tenants(_: AdminDep, session: SessionDep) -> dict[str, Any]:
+    tenants = session.scalars(select(Tenant).order_by(Tenant.name))
+    return {"data": [_tenant(session, tenant) for tenant in tenants]}
+
+
+@router.post("/tenants", status_code=201)
+def create_tenant(
+    body: NewTenant, _: AdminDep, session: SessionDep, request: Request
+) -> dict[str, Any]:
+    """Creates the tenant (or adds a key to an existing one); the key is shown once."""
+    issued = create_key(
+        session,
+        body.name,
+        daily_budget=body.daily_budget_usd,
+        monthly_budget=body.monthly_budget_usd,
+        rpm=body.rpm,
+    )
+    audit.record(session, "tenant.create", actor(request), tenant=body.name)
+    tenant = tenant_by_ref(session, body.name)
+    return {
+        **_tenant(session, tenant),
+        "api_key": issued.api_key,
+        "webhook_secret": issued.webhook_secret,
+    }
+
+
+@router.get("/tenants/{ref}")
+def get_tenant(ref: str, _: AdminDep, session: SessionDep) -> dict[str, Any]:
+    return _tenant(session, tenant_by_ref(session, ref))
+
+
+@router.patch("/tenants/{ref}")
+def patch_tenant(
+    ref: str, body: Limits, _: AdminDep, session: SessionDep, request: Request
+) -> dict[str, Any]:
+    """Only the fields sent change; null clears a limit."""
+    tenant = tenant_by_ref(session, ref)
+    changes = body.model_dump(exclude_unset=True)
+    update_limits(session, tenant, changes)
+    audit.record(
+        session,
+        "tenant.update",
+        actor(request),
+        tenant=tenant.name,
+        changes={k: None if v is None else str(v) for k, v in changes.items()},
+    )
+    return _tenant(session, tenant)
+
+
+@router.post("/tenants/{ref}/keys", status_code=201)
+def add_key(ref: str, _: AdminDep, session: SessionDep, request: Request) -> dict[str, Any]:
+    tenant = tenant_by_ref(session, ref)
+    issued = create_key(session, tenant.name)
+    audit.record(session, "key.create", actor(request), tenant=tenant.name)
+    return {"tenant": tenant.name, "api_key": issued.api_key}
+
+
+@router.post("/tenants/{ref}/keys/{key_id}/revoke")
+def revoke(
+    ref: str, key_id: str, _: AdminDep, session: SessionDep, request: Request
+) -> dict[str, Any]:
+    """A revoked key stops working at once on this API process, within seconds on others
+    (they cache verified keys for 5 s)."""
+    tenant = tenant_by_ref(session, ref)
+    key = revoke_key(session, tenant, key_id)
+    forget_cached_keys()
+    audit.record(session, "key.revoke", actor(request), tenant=tenant.name, key=key.prefix)
+    return _key(key)
+
+
+@router.get("/audit")
+def audit_log(
+    _: AdminDep, session: SessionDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> dict[str, Any]:
+    return {"data": audit.recent(session, limit)}
