@@ -122,7 +122,7 @@ def test_bulk_rerun_dry_run_then_for_real(
 def test_a_job_rerun_twice_at_once_runs_once(
     client: Client, admin: httpx.Client, fake_openai: FakeOpenAI
 ) -> None:
-    message = unique("[fail:500x1] twice")
+    message = unique("[sleep:0.5] [fail:500x1] twice")
     failed = _failed_job(client, message, max_attempts=1)
     with ThreadPoolExecutor(2) as pool:
         codes = sorted(
