@@ -162,9 +162,9 @@ class Rerun:
 def rerun_one(session: Session, job_id: uuid.UUID, outcome: Rerun) -> None:
     """Only a terminal job re-runs; two re-runs of one job at once run it once (the row
     lock, then the status check)."""
-    job = session.execute(
-        select(Job).where(Job.id == job_id).with_for_update()
-    ).scalar_one_or_none()
+    locked = select(Job).where(Job.id == job_id).with_for_update()
+    # populate_existing: the row as it is now, not as this session may have read it before.
+    job = session.execute(locked.execution_options(populate_existing=True)).scalar_one_or_none()
     if job is None:
         outcome.skipped[str(job_id)] = "no such job"
         return
