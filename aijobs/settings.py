@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,12 @@ class Settings(BaseSettings):
     # (0: no cap) and overrides, "openai/gpt-4o-mini=50,sim/echo=200".
     model_inflight_cap: int = Field(default=0, ge=0)
     model_inflight_caps: str = ""
+
+    # The worker's /metrics and /readyz port (0: none); logs as JSON lines or text.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    log_format: Literal["json", "text"] = "json"
+    # Sentry gets prompts and results only when the operator opts in.
+    sentry_send_prompts: bool = False
 
     worker_concurrency: int = Field(default=32, ge=1)
     data_dir: Path = Path(".aijobs")

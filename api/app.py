@@ -4,18 +4,30 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from aijobs.metrics import QueueCollector
 from api import problems
 from api.body_limit import BodyLimitMiddleware
+from api.request_id import RequestIdMiddleware
 from api.routes import admin_jobs, admin_tenants, health, jobs, usage
 
 
+def _register_collectors() -> None:
+    from prometheus_client import REGISTRY
+
+    if not getattr(REGISTRY, "_aijobs_queue", False):
+        REGISTRY.register(QueueCollector())
+        REGISTRY._aijobs_queue = True  # type: ignore[attr-defined]
+
+
 def create_app() -> FastAPI:
+    _register_collectors()
     app = FastAPI(
         title="aijobs",
         version="0.1.0",
         description="AI jobs off the critical path: submit, poll or long-poll, cancel.",
     )
     app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(RequestIdMiddleware)
     problems.install(app)
     app.include_router(health.router)
     app.include_router(jobs.router)

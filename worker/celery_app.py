@@ -17,7 +17,11 @@ app.conf.imports = ("worker.tasks",)
 
 @worker_ready.connect  # type: ignore[untyped-decorator]
 def _start_maintenance(**_: Any) -> None:
+    from worker import status_server
     from worker.maintenance import maintenance
 
     # Not stopped at shutdown: leases of calls still finishing must keep being renewed.
     maintenance.start()
+    port = get_settings().worker_metrics_port
+    if port:
+        status_server.start(port)

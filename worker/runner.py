@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from aijobs import budget, coalescing, execution
+from aijobs import budget, coalescing, execution, metrics, sentry
 from aijobs.db import autocommit
 from aijobs.pricing import price_for
 from aijobs.schemas import JobRequest
@@ -46,6 +46,8 @@ def _call(
     completion: Completion | None = None
     parsed: Any = None
     error: ProviderError | None = None
+    in_flight = metrics.CALLS_IN_FLIGHT.labels(job.model)
+    in_flight.inc()
     try:
         provider, name = provider_for(job.model)
         completion = provider.run(name, request, job.timeout_s)
@@ -57,7 +59,11 @@ def _call(
         error = map_exception(exc)
         if error.code == "internal":
             log.exception("job %s: unexpected error in the provider call", job.id)
-    return completion, parsed, error, int((time.monotonic() - started) * 1000)
+    finally:
+        in_flight.dec()
+    elapsed = time.monotonic() - started
+    metrics.PROVIDER_LATENCY.labels(job.model, error.code if error else "ok").observe(elapsed)
+    return completion, parsed, error, int(elapsed * 1000)
 
 
 def _next_model(job: execution.Claimed) -> str | None:
@@ -97,6 +103,9 @@ def _run(job_id: uuid.UUID, owner: str) -> str:
     with autocommit() as conn:
         job = execution.claim(conn, job_id, owner, get_settings().lease_s, today=today, month=month)
         if isinstance(job, execution.Refused):
+            metrics.JOBS_FINISHED.labels("failed", job.code).inc()
+            if job.code == "budget_exceeded":
+                metrics.BUDGET_REJECTIONS.labels("worker").inc()
             if job.followers:
                 coalescing.finish_followers(conn, job_id)
             log.info("job %s: refused (%s)", job_id, job.code)
@@ -104,7 +113,14 @@ def _run(job_id: uuid.UUID, owner: str) -> str:
     if job is None:
         return "skipped"
 
-    completion, parsed, error, latency_ms = _call(job)
+    tags = {
+        "job_id": str(job.id),
+        "tenant": str(job.tenant_id),
+        "model": job.model,
+        "attempt": str(job.attempt_no),
+    }
+    with sentry.job_scope(**tags):
+        completion, parsed, error, latency_ms = _call(job)
     input_tokens = completion.input_tokens if completion else 0
     output_tokens = completion.output_tokens if completion else 0
     call = execution.CallRecord(
@@ -117,10 +133,33 @@ def _run(job_id: uuid.UUID, owner: str) -> str:
         error_message=error.message[:2000] if error else None,
         http_status=error.http_status if error else None,
     )
+    metrics.TOKENS.labels(job.model, "input").inc(input_tokens)
+    metrics.TOKENS.labels(job.model, "output").inc(output_tokens)
+    metrics.SPEND.labels(job.model).inc(float(call.cost_usd))
     with autocommit() as conn:
         outcome, settled = _settle(conn, job, owner, call, completion, parsed, error)
+        followers = []
         if settled.ended and settled.followers and outcome != "retrying":
-            coalescing.finish_followers(conn, job.id)
+            followers = coalescing.finish_followers(conn, job.id)
+    if settled.ended and outcome != "retrying":
+        code = error.code if error and outcome == "failed" else ""
+        metrics.JOBS_FINISHED.labels(outcome, code).inc(1 + len(followers))
+    log.info(
+        "job %s attempt %d: %s",
+        job.id,
+        job.attempt_no,
+        outcome,
+        extra={
+            "job_id": str(job.id),
+            "tenant": str(job.tenant_id),
+            "model": job.model,
+            "attempt": job.attempt_no,
+            "status": outcome,
+            "latency_ms": latency_ms,
+            "cost_usd": str(call.cost_usd),
+            "error_code": error.code if error else None,
+        },
+    )
     return outcome
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
-from aijobs import jobs, submission
+from aijobs import jobs, metrics, submission
 from aijobs.db import session_scope
 from aijobs.job_view import view
 from aijobs.schemas import JobRequest
@@ -45,8 +45,22 @@ def submit_job(
     job_id = submitted.row["id"]
     if submitted.publish:
         publish_run(job_id)
+    _count(submitted)
     response.headers["Location"] = f"/v1/jobs/{job_id}"
     return view(submitted.row)
+
+
+def _count(submitted: submission.Submitted) -> None:
+    row = submitted.row
+    if row["cache_hit"]:
+        outcome = "cache_hit"
+        metrics.CACHE_HITS.labels(row["model"]).inc()
+        metrics.CACHE_SAVED.labels(row["model"]).inc(float(row["saved_usd"]))
+    elif submitted.publish:
+        outcome = "queued"
+    else:
+        outcome = "follower" if row["leader_id"] else "replayed"
+    metrics.JOBS_SUBMITTED.labels(row["model"], outcome).inc()
 
 
 def _read(tenant_id: uuid.UUID, job_id: str) -> dict[str, Any]:
@@ -93,6 +107,7 @@ def list_jobs(
 def cancel_job(job_id: str, tenant: TenantDep, session: SessionDep) -> dict[str, Any]:
     cancelled = jobs.cancel(session, tenant.id, job_id)
     session.commit()
+    metrics.JOBS_FINISHED.labels("cancelled", "cancelled").inc()
     if cancelled.heir is not None:
         publish_run(cancelled.heir)
     return view(cancelled.row)
