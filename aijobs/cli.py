@@ -41,7 +41,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from aijobs.broker import QUEUE
+    from aijobs.broker import QUEUE, WEBHOOK_QUEUE
     from worker.celery_app import app
 
     concurrency = args.concurrency or get_settings().worker_concurrency
@@ -53,7 +53,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             "--pool=threads",
             f"--concurrency={concurrency}",
             "--loglevel=INFO",
-            f"--queues={QUEUE}",
+            f"--queues={QUEUE},{WEBHOOK_QUEUE}",
             "--without-gossip",
             "--without-mingle",
         ]
@@ -79,6 +79,29 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
                 "tenant": issued.tenant,
                 "api_key": issued.api_key,
                 "webhook_secret": issued.webhook_secret,
+            }
+        )
+    )
+    return 0
+
+
+def cmd_keys_rotate_webhook_secret(args: argparse.Namespace) -> int:
+    from aijobs.db import session_scope
+    from aijobs.errors import NotFound
+    from aijobs.tenants import rotate_webhook_secret
+
+    try:
+        with session_scope() as session:
+            rotated = rotate_webhook_secret(session, args.tenant)
+    except NotFound as exc:
+        print(f"aijobs: {exc.detail}", file=sys.stderr)
+        return 2
+    print(
+        json.dumps(
+            {
+                "tenant": rotated.tenant,
+                "webhook_secret": rotated.webhook_secret,
+                "previous_secret_expires_at": rotated.previous_secret_expires_at.isoformat(),
             }
         )
     )
@@ -199,6 +222,12 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--monthly-budget", type=Decimal, default=None)
     create.add_argument("--rpm", type=int, default=None)
     create.set_defaults(func=cmd_keys_create)
+    rotate = keys.add_parser(
+        "rotate-webhook-secret",
+        help="new webhook signing secret; the old one also signs for 24 h",
+    )
+    rotate.add_argument("--tenant", required=True)
+    rotate.set_defaults(func=cmd_keys_rotate_webhook_secret)
     return parser
 
 
