@@ -42,6 +42,15 @@ class Forbidden(AppError):
     title = "Forbidden"
 
 
+class AdminOff(AppError):
+    """The admin API does not exist here (no AIJOBS_ADMIN_TOKEN); an auth problem like
+    401 and 403, hence the same code."""
+
+    status = 404
+    code = "unauthorized"
+    title = "Not found"
+
+
 class NotFound(AppError):
     status = 404
     code = "not_found"
