@@ -326,3 +326,22 @@ def test_an_admin_redelivers(live: Stack, client: Client, receiver: Receiver) ->
         headers=admin,
     )
     assert missing.status_code == 404
+
+
+def test_a_worker_killed_mid_attempt_loses_nothing(
+    live: Stack, client: Client, receiver: Receiver
+) -> None:
+    """The lease lapses: the lost attempt is logged and the delivery is sent again."""
+    url = receiver.path(Step(200, sleep_s=1.5), Step(200))
+    job = _submit(client, url)
+    receiver.wait_for(url, 1)
+    live.kill_workers(signal.SIGKILL)
+    live.start_worker()
+    done = _wait_webhook(client, job["id"], "delivered", timeout_s=60)
+    first, second = _log(client, job["id"])
+    assert first["error"] == "the worker was lost during the attempt"
+    assert second["status_code"] == 200
+    assert done["webhook"]["attempts"] == 2
+    requests = receiver.requests(url)
+    assert len(requests) == 2
+    assert requests[0].headers["webhook-id"] == requests[1].headers["webhook-id"]
