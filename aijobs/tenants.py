@@ -1,4 +1,5 @@
-"""Tenants and their API keys: create, look up by key (hashed), never store a key in clear."""
+"""Tenants and their API keys: create, look up by key (hashed), never store a key in clear;
+rotate the webhook signing secret."""
 
 from __future__ import annotations
 
