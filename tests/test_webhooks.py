@@ -345,3 +345,45 @@ def test_a_worker_killed_mid_attempt_loses_nothing(
     requests = receiver.requests(url)
     assert len(requests) == 2
     assert requests[0].headers["webhook-id"] == requests[1].headers["webhook-id"]
+
+
+def test_the_trigger_makes_one_delivery_per_end(db: Any) -> None:
+    """Any path that ends a job (here plain SQL, like a future admin tool) makes one
+    delivery; an update that does not change the status makes none; ending again
+    (after a re-run) makes the next one."""
+    tenant = db.execute(
+        "INSERT INTO tenants (id, name, webhook_secret) VALUES (gen_random_uuid(), %s, 'x')"
+        " RETURNING id",
+        (unique("trigger"),),
+    ).fetchone()[0]
+    job = db.execute(
+        """
+        INSERT INTO jobs (id, tenant_id, status, model, current_model, task, request,
+                          metadata, webhook_url, max_attempts, model_attempts, timeout_s,
+                          attempts, input_tokens, output_tokens, cost_usd, cache_hit,
+                          saved_usd, followers)
+        VALUES (gen_random_uuid(), %s, 'queued', 'sim/echo', 'sim/echo', 'chat', '{}', '{}',
+                'http://192.0.2.1/never', 3, 0, 60, 0, 0, 0, 0, false, 0, 0)
+        RETURNING id
+        """,
+        (tenant,),
+    ).fetchone()[0]
+    # Park the deliveries in the future so no worker sends them during the test.
+    park = "UPDATE webhook_deliveries SET next_attempt_at = now() + interval '1 hour'"
+    with db.transaction():
+        db.execute("UPDATE jobs SET status = 'failed' WHERE id = %s", (job,))
+        db.execute(park + " WHERE job_id = %s", (job,))
+    db.execute("UPDATE jobs SET status = 'failed', attempts = 1 WHERE id = %s", (job,))
+    db.execute("UPDATE jobs SET status = 'queued' WHERE id = %s", (job,))
+    with db.transaction():
+        db.execute("UPDATE jobs SET status = 'succeeded' WHERE id = %s", (job,))
+        db.execute(park + " WHERE job_id = %s", (job,))
+    rows = db.execute(
+        "SELECT seq, event, status FROM webhook_deliveries WHERE job_id = %s ORDER BY seq",
+        (job,),
+    ).fetchall()
+    assert rows == [(1, "job.failed", "pending"), (2, "job.succeeded", "pending")]
+    assert db.execute("SELECT webhook_status FROM jobs WHERE id = %s", (job,)).fetchone() == (
+        "pending",
+    )
+    db.execute("DELETE FROM jobs WHERE id = %s", (job,))
