@@ -12,6 +12,9 @@ from aijobs.settings import Settings
 
 RUN_JOB_TASK = "aijobs.run_job"
 QUEUE = "aijobs"
+# Webhook deliveries have their own queue: a slow receiver never delays a job.
+DELIVER_WEBHOOK_TASK = "aijobs.deliver_webhook"
+WEBHOOK_QUEUE = "aijobs.webhooks"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

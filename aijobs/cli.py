@@ -50,7 +50,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from aijobs.broker import QUEUE
+    from aijobs.broker import QUEUE, WEBHOOK_QUEUE
     from worker.celery_app import app
 
     concurrency = args.concurrency or get_settings().worker_concurrency
@@ -62,7 +62,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             "--pool=threads",
             f"--concurrency={concurrency}",
             "--loglevel=INFO",
-            f"--queues={QUEUE}",
+            f"--queues={QUEUE},{WEBHOOK_QUEUE}",
             "--without-gossip",
             "--without-mingle",
         ]
@@ -227,6 +227,29 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_rotate_webhook_secret(args: argparse.Namespace) -> int:
+    from aijobs.db import session_scope
+    from aijobs.errors import NotFound
+    from aijobs.tenants import rotate_webhook_secret
+
+    try:
+        with session_scope() as session:
+            rotated = rotate_webhook_secret(session, args.tenant)
+    except NotFound as exc:
+        print(f"aijobs: {exc.detail}", file=sys.stderr)
+        return 2
+    print(
+        json.dumps(
+            {
+                "tenant": rotated.tenant,
+                "webhook_secret": rotated.webhook_secret,
+                "previous_secret_expires_at": rotated.previous_secret_expires_at.isoformat(),
+            }
+        )
+    )
+    return 0
+
+
 def _wait_ready(url: str, child: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -342,6 +365,12 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--monthly-budget", type=Decimal, default=None)
     create.add_argument("--rpm", type=int, default=None)
     create.set_defaults(func=cmd_keys_create)
+    rotate = keys.add_parser(
+        "rotate-webhook-secret",
+        help="new webhook signing secret; the old one also signs for 24 h",
+    )
+    rotate.add_argument("--tenant", required=True)
+    rotate.set_defaults(func=cmd_keys_rotate_webhook_secret)
 
     def add_filter(command: argparse.ArgumentParser, status: str | None) -> None:
         command.add_argument("--status", default=status)

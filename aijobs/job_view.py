@@ -36,7 +36,12 @@ def view(row: Mapping[str, Any]) -> dict[str, Any]:
         }
     webhook = None
     if row["webhook_url"] is not None:
-        webhook = {"url": row["webhook_url"], "status": "pending", "attempts": 0}
+        # pending until the job ends and its delivery succeeds or gives up.
+        webhook = {
+            "url": row["webhook_url"],
+            "status": row["webhook_status"] or "pending",
+            "attempts": row["webhook_attempts"],
+        }
     return {
         "id": str(row["id"]),
         "status": row["status"],

@@ -1,4 +1,5 @@
-"""SQLAlchemy models: tenants, their API keys, jobs and one attempt row per provider call."""
+"""SQLAlchemy models: tenants, their API keys, jobs, one attempt row per provider call,
+and the webhook deliveries of finished jobs with one row per delivery attempt."""
 
 from __future__ import annotations
 
@@ -48,6 +49,12 @@ class Tenant(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     # Kept in clear: it keys the HMAC of every webhook we sign for this tenant.
     webhook_secret: Mapped[str] = mapped_column(String(100))
+    # After a rotation the previous secret signs too, until it expires (a grace period
+    # for receivers to switch).
+    previous_webhook_secret: Mapped[str | None] = mapped_column(String(100))
+    previous_webhook_secret_expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True)
+    )
     daily_budget_usd: Mapped[Decimal | None] = mapped_column(MONEY)
     monthly_budget_usd: Mapped[Decimal | None] = mapped_column(MONEY)
     rpm: Mapped[int | None] = mapped_column(Integer)
@@ -109,6 +116,10 @@ class Job(Base):
     request: Mapped[dict[str, Any]] = mapped_column(JSONB)
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONB, default=dict)
     webhook_url: Mapped[str | None] = mapped_column(Text)
+    # The job's latest webhook delivery (pending | delivered | failed) and its attempts:
+    # set by the trigger that creates the delivery, then by the delivery task.
+    webhook_status: Mapped[str | None] = mapped_column(String(16))
+    webhook_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     max_attempts: Mapped[int] = mapped_column(Integer)
     timeout_s: Mapped[float] = mapped_column(Numeric(8, 3))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -237,3 +248,64 @@ class AdminAudit(Base):
     action: Mapped[str] = mapped_column(String(60))
     actor: Mapped[str] = mapped_column(String(200))
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+class WebhookDelivery(Base):
+    """One event to deliver to a job's webhook_url. Created by a trigger on jobs when
+    the job ends; its due time and lease live here, not in the broker."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("job_id", "seq"),
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_webhook_deliveries_sending_lease",
+            "lease_expires_at",
+            postgresql_where=text("status = 'sending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    # 1 for the job's first end; a job that ends again (an admin re-run) gets 2, ...
+    seq: Mapped[int] = mapped_column(Integer)
+    event: Mapped[str] = mapped_column(String(32))  # job.succeeded | job.failed | job.cancelled
+    url: Mapped[str] = mapped_column(Text)
+    # pending (due at next_attempt_at) | sending (leased) | delivered | failed
+    status: Mapped[str] = mapped_column(String(16))
+    tries: Mapped[int] = mapped_column(Integer, default=0)  # in this run of the schedule
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # all of them
+    # The request body, fixed at the first attempt: every retry sends the same bytes.
+    body: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_owner: Mapped[str | None] = mapped_column(String(120))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookAttempt(Base):
+    """One POST of a delivery, as the receiver answered it (or why it could not)."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (UniqueConstraint("delivery_id", "attempt_no"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE")
+    )
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    attempt_no: Mapped[int] = mapped_column(Integer)
+    webhook_id: Mapped[str] = mapped_column(String(100))
+    outcome: Mapped[str] = mapped_column(String(16))  # delivered | failed
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    response_body: Mapped[str | None] = mapped_column(Text)  # the first KiB

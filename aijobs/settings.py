@@ -23,7 +23,9 @@ class Settings(BaseSettings):
     webhook_allow_hosts: str = ""
     retry_base_s: float = Field(default=1.0, gt=0)
     retry_cap_s: float = Field(default=60.0, gt=0)
+    # Seconds between webhook attempts (each ±20% jitter): one attempt, then one per delay.
     webhook_retry_delays: str = "5,300,1800,7200,18000,36000,36000"
+    webhook_timeout_s: float = Field(default=15.0, gt=0)
     sim_latency_s: float = Field(default=0.5, ge=0)
     sim_error_rate: float = Field(default=0.0, ge=0, le=1)
 
@@ -80,6 +82,23 @@ class Settings(BaseSettings):
         if not value.startswith("postgresql+psycopg://"):
             raise ValueError("AIJOBS_DATABASE_URL must be a postgresql:// URL (psycopg 3)")
         return value
+
+    @field_validator("webhook_retry_delays")
+    @classmethod
+    def _delays(cls, value: str) -> str:
+        try:
+            delays = [float(part) for part in value.split(",") if part.strip()]
+        except ValueError:
+            raise ValueError(
+                "AIJOBS_WEBHOOK_RETRY_DELAYS must be a comma list of seconds"
+            ) from None
+        if any(delay < 0 for delay in delays):
+            raise ValueError("AIJOBS_WEBHOOK_RETRY_DELAYS must not be negative")
+        return value
+
+    @property
+    def webhook_retry_schedule(self) -> tuple[float, ...]:
+        return tuple(float(part) for part in self.webhook_retry_delays.split(",") if part.strip())
 
     @property
     def effective_broker_url(self) -> str:

@@ -1,4 +1,5 @@
-"""Which addresses a user-supplied URL may reach: only globally routable ones, unless allowed."""
+"""Which addresses a user-supplied URL may reach: only globally routable ones, unless
+allowed. Checked at submit (literal hosts) and again at connect time (resolved)."""
 
 from __future__ import annotations
 
@@ -87,3 +88,31 @@ def literal_target_refused(host: str, allow_raw: str) -> bool:
         return True
     address = parse_host_ip(host)
     return address is not None and is_blocked(address, nets)
+
+
+class TargetRefused(Exception):
+    """The webhook target is (or resolves to) an address we must not reach."""
+
+
+def resolve(host: str, port: int) -> list[IPAddress]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
+
+
+def vetted_addresses(host: str, port: int, allow_raw: str) -> list[IPAddress]:
+    """At connect time: resolve the host and refuse it if any address is blocked and not
+    allowed (one bad answer means the name is not trustworthy). The caller connects to
+    these very addresses, so a second, rebinding lookup never happens.
+    Raises TargetRefused, or OSError when the name does not resolve."""
+    names, nets = parse_allow_list(allow_raw)
+    lowered = host.lower().rstrip(".")
+    literal = parse_host_ip(host)
+    addresses = [literal] if literal is not None else resolve(lowered, port)
+    if lowered in names:
+        return addresses
+    refused = [str(address) for address in addresses if is_blocked(address, nets)]
+    if refused:
+        raise TargetRefused(
+            f"{host} resolves to a private, loopback or reserved address ({', '.join(refused)})"
+        )
+    return addresses

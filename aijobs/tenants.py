@@ -1,4 +1,5 @@
-"""Tenants and their API keys: create, look up by key (hashed), never store a key in clear."""
+"""Tenants and their API keys: create, look up by key (hashed), never store a key in clear;
+rotate the webhook signing secret."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +21,8 @@ from aijobs.errors import NotFound, Unauthorized
 from aijobs.models import ApiKey, BudgetCounter, Tenant
 
 KEY_PREFIX = "aj_"
+# After a rotation, the previous webhook secret still signs for this long.
+ROTATION_GRACE = timedelta(hours=24)
 
 
 def hash_key(api_key: str) -> str:
@@ -76,6 +79,27 @@ def create_key(
     session.add(ApiKey(tenant_id=tenant.id, key_hash=hash_key(api_key), prefix=api_key[:10]))
     session.flush()
     return IssuedKey(tenant=tenant.name, api_key=api_key, webhook_secret=tenant.webhook_secret)
+
+
+@dataclass(frozen=True)
+class RotatedSecret:
+    tenant: str
+    webhook_secret: str
+    previous_secret_expires_at: datetime
+
+
+def rotate_webhook_secret(session: Session, tenant_name: str) -> RotatedSecret:
+    """A new signing secret; the current one keeps signing beside it for ROTATION_GRACE
+    (a secret rotated out earlier stops at once)."""
+    tenant = session.scalar(select(Tenant).where(Tenant.name == tenant_name).with_for_update())
+    if tenant is None:
+        raise NotFound(f"no tenant {tenant_name}")
+    expires_at = datetime.now(UTC) + ROTATION_GRACE
+    tenant.previous_webhook_secret = tenant.webhook_secret
+    tenant.previous_webhook_secret_expires_at = expires_at
+    tenant.webhook_secret = new_webhook_secret()
+    session.flush()
+    return RotatedSecret(tenant.name, tenant.webhook_secret, expires_at)
 
 
 @dataclass(frozen=True)

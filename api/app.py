@@ -8,7 +8,15 @@ from aijobs.metrics import QueueCollector
 from api import problems
 from api.body_limit import BodyLimitMiddleware
 from api.request_id import RequestIdMiddleware
-from api.routes import admin_jobs, admin_tenants, health, jobs, usage
+from api.routes import (
+    admin_jobs,
+    admin_tenants,
+    admin_webhooks,
+    health,
+    jobs,
+    usage,
+    webhook_deliveries,
+)
 
 
 def _register_collectors() -> None:
@@ -24,7 +32,9 @@ def create_app() -> FastAPI:
     app = FastAPI(
         title="aijobs",
         version="0.1.0",
-        description="AI jobs off the critical path: submit, poll or long-poll, cancel.",
+        description=(
+            "AI jobs off the critical path: submit, poll or long-poll, cancel; signed webhooks."
+        ),
     )
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(RequestIdMiddleware)
@@ -34,6 +44,8 @@ def create_app() -> FastAPI:
     app.include_router(usage.router)
     app.include_router(admin_jobs.router)
     app.include_router(admin_tenants.router)
+    app.include_router(webhook_deliveries.router)
+    app.include_router(admin_webhooks.router)
     return app
 
 

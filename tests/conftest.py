@@ -21,7 +21,8 @@ from sqlalchemy.engine import make_url
 from aijobs import embedded
 from aijobs.settings import get_settings
 from tests.fake_openai import FakeOpenAI
-from tests.stack import AIJOBS, Stack, child_env
+from tests.stack import ADMIN_TOKEN, AIJOBS, Stack, child_env
+from tests.webhook_receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 # Separate names let two checkouts run their suites on one server at once.
@@ -90,6 +91,13 @@ def fake_openai() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture(scope="session")
+def receiver() -> Iterator[Receiver]:
+    running = Receiver().start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
 def stack(services: Services, fake_openai: FakeOpenAI) -> Iterator[Stack]:
     env = child_env(
         services.database_url,
@@ -98,6 +106,11 @@ def stack(services: Services, fake_openai: FakeOpenAI) -> Iterator[Stack]:
         OPENAI_BASE_URL=fake_openai.base_url,
         ANTHROPIC_API_KEY="test-key",
         ANTHROPIC_BASE_URL=fake_openai.root_url,
+        # Webhooks: the test receivers listen on 127.0.0.1; quick retries, short timeout.
+        AIJOBS_WEBHOOK_ALLOW_HOSTS="127.0.0.1",
+        AIJOBS_WEBHOOK_RETRY_DELAYS="0.5,0.5,1",
+        AIJOBS_WEBHOOK_TIMEOUT_S="2",
+        AIJOBS_ADMIN_TOKEN=ADMIN_TOKEN,
     )
     running = Stack(env)
     running.start_api()

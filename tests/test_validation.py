@@ -135,9 +135,11 @@ BAD_BODIES: list[tuple[str, Any, int, str]] = [
         422,
         "invalid_request",
     ),
+    # The test stack allows 127.0.0.1 (its webhook receivers listen there), so these
+    # use 127.0.0.2: loopback, and not allowed.
     (
         "webhook loopback",
-        {"model": "sim/echo", "messages": OK_MESSAGES, "webhook_url": "http://127.0.0.1/hook"},
+        {"model": "sim/echo", "messages": OK_MESSAGES, "webhook_url": "http://127.0.0.2/hook"},
         422,
         "invalid_request",
     ),
@@ -171,19 +173,19 @@ BAD_BODIES: list[tuple[str, Any, int, str]] = [
     ),
     (
         "webhook mapped",
-        {"model": "sim/echo", "messages": OK_MESSAGES, "webhook_url": "http://[::ffff:127.0.0.1]/"},
+        {"model": "sim/echo", "messages": OK_MESSAGES, "webhook_url": "http://[::ffff:127.0.0.2]/"},
         422,
         "invalid_request",
     ),
     (
         "webhook decimal ip",
-        {"model": "sim/echo", "messages": OK_MESSAGES, "webhook_url": "http://2130706433/"},
+        {"model": "sim/echo", "messages": OK_MESSAGES, "webhook_url": "http://2130706434/"},
         422,
         "invalid_request",
     ),
     (
         "webhook hex ip",
-        {"model": "sim/echo", "messages": OK_MESSAGES, "webhook_url": "http://0x7f.1/"},
+        {"model": "sim/echo", "messages": OK_MESSAGES, "webhook_url": "http://0x7f.2/"},
         422,
         "invalid_request",
     ),

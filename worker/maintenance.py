@@ -1,7 +1,9 @@
-"""The worker's maintenance loop: renew the leases of its running jobs, and sweep.
+"""The worker's maintenance loop: renew the leases of its running jobs and webhook
+deliveries, and sweep.
 
 Every worker runs it; a Postgres advisory lock lets one sweep at a time. The
-sweeper publishes what Postgres says must run and the broker may have lost.
+sweeper publishes what Postgres says must run (jobs, due webhook deliveries) and
+the broker may have lost.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import random
 import threading
 import time
 
-from aijobs import execution, sweeper
-from aijobs.broker import QUEUE, RUN_JOB_TASK
+from aijobs import deliveries, execution, sweeper
+from aijobs.broker import DELIVER_WEBHOOK_TASK, QUEUE, RUN_JOB_TASK, WEBHOOK_QUEUE
 from aijobs.db import autocommit, get_engine
 from aijobs.settings import get_settings
 from worker.identity import worker_id
@@ -20,13 +22,30 @@ from worker.identity import worker_id
 log = logging.getLogger("aijobs.maintenance")
 
 
-def _queue_length() -> int:
+def _queue_length(queue: str = QUEUE) -> int:
     """Messages waiting in the broker; declaring also restores a queue lost to FLUSHDB."""
     from worker.celery_app import app
 
     with app.connection_for_write() as conn:
-        declared = conn.default_channel.queue_declare(QUEUE, passive=False, durable=True)
+        declared = conn.default_channel.queue_declare(queue, passive=False, durable=True)
         return int(declared.message_count)
+
+
+def sweep_webhooks_once() -> int:
+    from worker.celery_app import app
+
+    settings = get_settings()
+    queue_length = _queue_length(WEBHOOK_QUEUE)
+    with get_engine().begin() as conn:
+        ids = deliveries.due_for_publish(
+            conn,
+            queue_length=queue_length,
+            stale_s=settings.requeue_after_s,
+            max_retries=len(settings.webhook_retry_schedule),
+        )
+    for delivery_id in ids:
+        app.send_task(DELIVER_WEBHOOK_TASK, args=[delivery_id], queue=WEBHOOK_QUEUE)
+    return len(ids)
 
 
 def sweep_once() -> int:
@@ -71,8 +90,10 @@ class Maintenance:
                 if now - last_renew >= renew_every:
                     with autocommit() as conn:
                         execution.renew_leases(conn, worker_id(), settings.lease_s)
+                        deliveries.renew_leases(conn, worker_id(), settings.lease_s)
                     last_renew = now
                 sweep_once()
+                sweep_webhooks_once()
             except Exception:
                 log.exception("maintenance pass failed; retrying")
             self._stop.wait(settings.sweep_interval_s)
