@@ -46,9 +46,14 @@ def init(settings: Settings, *, component: str) -> None:
     if not settings.sentry_dsn:
         return
     import sentry_sdk
+    from sentry_sdk.integrations.anthropic import AnthropicIntegration
+    from sentry_sdk.integrations.openai import OpenAIIntegration
 
     send_prompts = settings.sentry_send_prompts
     sentry_sdk.init(
+        # The SDK integrations would report every provider 4xx as an error (an expected
+        # outcome here) and record prompts: our own mapping decides what is an error.
+        disabled_integrations=[OpenAIIntegration(), AnthropicIntegration()],
         dsn=settings.sentry_dsn,
         send_default_pii=False,
         include_local_variables=False,

@@ -10,6 +10,7 @@ last user message (and by model), and injects faults written into that message:
   [down:NAME]   every call to model NAME answers HTTP 503
   [storm]       30% of calls answer 500, 10% answer 429, the rest succeed
   [reply:TEXT]  answer TEXT instead of echoing the message
+  [broken]      answer 200 with a choice whose message is null (a malformed answer)
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-DIRECTIVE = re.compile(r"\[(fail|status|429|sleep|reply|down|storm):?([^\]]*)\]")
+DIRECTIVE = re.compile(r"\[(fail|status|429|sleep|reply|down|storm|broken):?([^\]]*)\]")
 
 
 def words(text: str) -> int:
@@ -152,6 +153,8 @@ class FakeOpenAI:
                 replies = [arg for name, arg in DIRECTIVE.findall(key) if name == "reply"]
                 reply = replies[0] if replies else f"echo: {key}"
                 prompt = sum(words(m["content"]) for m in messages)
+                broken = any(name == "broken" for name, _ in DIRECTIVE.findall(key))
+                message: dict[str, Any] | None = {"role": "assistant", "content": reply}
                 self._send(
                     200,
                     {
@@ -162,7 +165,7 @@ class FakeOpenAI:
                         "choices": [
                             {
                                 "index": 0,
-                                "message": {"role": "assistant", "content": reply},
+                                "message": None if broken else message,
                                 "finish_reason": "stop",
                             }
                         ],

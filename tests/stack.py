@@ -32,29 +32,36 @@ class Stack:
         self._logs: list[IO[bytes]] = []
         ARTIFACTS.mkdir(exist_ok=True)
 
-    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, args: list[str], log_name: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = (ARTIFACTS / f"{self.name}-{log_name}.log").open("ab")
         self._logs.append(log)
         return subprocess.Popen(
-            [*AIJOBS, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [*AIJOBS, *args], env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
         )
 
-    def start_api(self) -> None:
+    def log_path(self, log_name: str) -> Path:
+        return ARTIFACTS / f"{self.name}-{log_name}.log"
+
+    def start_api(self, ready_path: str = "/readyz") -> None:
         self.api = self._spawn(["api", "--port", str(self.port)], "api")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert self.api.poll() is None, "the API process exited; see test-artifacts/"
             try:
-                if httpx.get(self.base_url + "/readyz", timeout=2).status_code == 200:
+                if httpx.get(self.base_url + ready_path, timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
         raise AssertionError("the API did not become ready")
 
-    def start_worker(self, concurrency: int = 4) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, concurrency: int = 4, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         n = len(self.workers)
-        worker = self._spawn(["worker", "--concurrency", str(concurrency)], f"worker{n}")
+        worker = self._spawn(["worker", "--concurrency", str(concurrency)], f"worker{n}", env)
         self.workers.append(worker)
         self._wait_worker_ready(worker, n)
         return worker

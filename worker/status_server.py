@@ -4,6 +4,7 @@ Prometheus and /readyz, the same readiness the API reports."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from aijobs.readiness import checks
+
+log = logging.getLogger("aijobs.worker")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -39,6 +42,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def start(port: int) -> None:
-    server = ThreadingHTTPServer(("0.0.0.0", port), _Handler)
+    try:
+        server = ThreadingHTTPServer(("0.0.0.0", port), _Handler)
+    except OSError as exc:  # another worker on this host has the port: run without
+        log.warning("status server not started on port %d: %s", port, exc)
+        return
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="aijobs-status", daemon=True).start()

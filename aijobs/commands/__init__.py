@@ -1,0 +1,1 @@
+"""The `aijobs` subcommands, one module per area; aijobs/cli.py parses and dispatches."""

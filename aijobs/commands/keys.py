@@ -1,0 +1,54 @@
+"""Tenants' keys and webhook secrets from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from aijobs.db import session_scope
+    from aijobs.tenants import create_key
+
+    with session_scope() as session:
+        issued = create_key(
+            session,
+            args.tenant,
+            daily_budget=args.daily_budget,
+            monthly_budget=args.monthly_budget,
+            rpm=args.rpm,
+        )
+    print(
+        json.dumps(
+            {
+                "tenant": issued.tenant,
+                "api_key": issued.api_key,
+                "webhook_secret": issued.webhook_secret,
+            }
+        )
+    )
+    return 0
+
+
+def cmd_keys_rotate_webhook_secret(args: argparse.Namespace) -> int:
+    from aijobs.db import session_scope
+    from aijobs.errors import NotFound
+    from aijobs.tenants import rotate_webhook_secret
+
+    try:
+        with session_scope() as session:
+            rotated = rotate_webhook_secret(session, args.tenant)
+    except NotFound as exc:
+        print(f"aijobs: {exc.detail}", file=sys.stderr)
+        return 2
+    print(
+        json.dumps(
+            {
+                "tenant": rotated.tenant,
+                "webhook_secret": rotated.webhook_secret,
+                "previous_secret_expires_at": rotated.previous_secret_expires_at.isoformat(),
+            }
+        )
+    )
+    return 0

@@ -1,0 +1,141 @@
+"""Running aijobs: migrate, the API, a worker, and all of it at once (`dev`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any
+
+from aijobs.settings import get_settings
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    from aijobs.migrate import upgrade
+
+    upgrade()
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run(
+        "api.app:app",
+        host=args.host,
+        port=args.port,
+        log_config=None,  # our handlers: JSON lines with the request id
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from aijobs.broker import QUEUE, WEBHOOK_QUEUE
+    from worker.celery_app import app
+
+    concurrency = args.concurrency or get_settings().worker_concurrency
+    # Threads, not prefork: AI calls wait on the network, and the lease renewal
+    # thread must share the process of the calls it vouches for.
+    app.worker_main(
+        [
+            "worker",
+            "--pool=threads",
+            f"--concurrency={concurrency}",
+            "--loglevel=INFO",
+            f"--queues={QUEUE},{WEBHOOK_QUEUE}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+    return 0
+
+
+def _wait_ready(url: str, child: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise RuntimeError("the API process exited during start-up")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the API did not become ready at {url}")
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    """migrate + api + worker in one command, on the embedded servers unless the URLs are set."""
+    from aijobs import embedded
+
+    settings = get_settings()
+    servers = None
+    if not settings.database_url or not settings.redis_url:
+        servers = embedded.start(settings.data_dir)
+        if not settings.database_url:
+            os.environ["AIJOBS_DATABASE_URL"] = servers.database_url
+        if not settings.redis_url:
+            os.environ["AIJOBS_REDIS_URL"] = servers.redis_url
+        get_settings.cache_clear()
+    settings = get_settings()
+    children: list[subprocess.Popen[bytes]] = []
+
+    def stop(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        cmd_migrate(args)
+        from aijobs.db import session_scope
+        from aijobs.tenants import create_key
+
+        with session_scope() as session:
+            demo = create_key(session, "demo")
+        me = [sys.executable, "-m", "aijobs.cli"]
+        os.environ.setdefault("AIJOBS_LOG_FORMAT", "text")
+        api = subprocess.Popen([*me, "api", "--host", args.host, "--port", str(args.port)])
+        children.append(api)
+        children.append(subprocess.Popen([*me, "worker", "--concurrency", str(args.concurrency)]))
+        base = f"http://{args.host}:{args.port}"
+        _wait_ready(base + "/readyz", api)
+        print(
+            "\n".join(
+                [
+                    "",
+                    f"aijobs dev is up: API {base} (docs {base}/docs), 1 worker.",
+                    f"  database: {settings.database_url}",
+                    f"  redis:    {settings.redis_url}",
+                    f"  demo API key (tenant demo, shown once): {demo.api_key}",
+                    f"  demo webhook secret: {demo.webhook_secret}",
+                    "  try the simulator (sim/echo, no provider key needed):",
+                    f"    curl -s -X POST {base}/v1/jobs -H 'Authorization: Bearer {demo.api_key}'"
+                    " -H 'Content-Type: application/json'"
+                    ' -d \'{"model":"sim/echo","messages":[{"role":"user","content":"hi"}]}\'',
+                    "",
+                ]
+            ),
+            flush=True,
+        )
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if servers is not None:
+            servers.stop()
