@@ -17,8 +17,8 @@ def get_engine() -> Engine:
     settings = get_settings()
     return create_engine(
         settings.required_database_url,
-        pool_size=10,
-        max_overflow=30,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
         # No pre-ping: it costs a round trip per checkout on every job and request.
         pool_recycle=1800,
     )

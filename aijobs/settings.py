@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     # Sentry gets prompts and results only when the operator opts in.
     sentry_send_prompts: bool = False
 
+    # Database connections per process: a pool, and what may open beyond it under load.
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=30, ge=0)
+
     worker_concurrency: int = Field(default=32, ge=1)
     data_dir: Path = Path(".aijobs")
 

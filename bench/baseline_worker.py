@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 from celery import Celery
 from sqlalchemy import create_engine, text
 
@@ -27,7 +30,12 @@ app.conf.update(
 UPDATE = text("UPDATE bench_rows SET done = true, updated_at = now() WHERE id = :id")
 
 
+SLEEP_S = float(os.environ.get("BENCH_SLEEP_S", "0"))
+
+
 @app.task(name=TASK)  # type: ignore[untyped-decorator]
 def touch(row_id: str) -> None:
+    if SLEEP_S:
+        time.sleep(SLEEP_S)  # the I/O-bound variant: a provider call's wait
     with engine.begin() as conn:
         conn.execute(UPDATE, {"id": row_id})

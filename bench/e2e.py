@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -14,6 +15,41 @@ POLL_S = 0.02
 TERMINAL_SQL = "SELECT count(*) FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled')"
 FAILED_SQL = "SELECT count(*) FROM jobs WHERE status <> 'succeeded'"
 DONE_SQL = "SELECT count(*) FROM bench_rows WHERE done"
+RUNNING_SQL = "SELECT count(*) FROM jobs WHERE status = 'running'"
+
+
+class PeakSampler:
+    """Samples, while a drain runs, the worker's RSS (with its children) and, for ours,
+    the jobs running at once."""
+
+    def __init__(self, pid: int, running_sql: str | None) -> None:
+        self.pid = pid
+        self.running_sql = running_sql
+        self.rss_mb = 0.0
+        self.in_flight = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        import psutil  # type: ignore[import-untyped]
+
+        process = psutil.Process(self.pid)
+        while not self._stop.wait(0.25):
+            try:
+                rss = sum(p.memory_info().rss for p in [process, *process.children(True)])
+            except psutil.Error:
+                continue
+            self.rss_mb = max(self.rss_mb, rss / 2**20)
+            if self.running_sql:
+                self.in_flight = max(self.in_flight, scalar(self.running_sql))
 
 
 @dataclass
@@ -23,6 +59,8 @@ class DrainResult:
     jobs: int
     seconds: float
     not_succeeded: int = 0
+    peak_in_flight: int = 0
+    peak_rss_mb: float = 0.0
 
     @property
     def jobs_per_s(self) -> float:
@@ -53,7 +91,13 @@ def _drain(
 
 
 def e2e_ours(
-    children: Children, *, jobs: int, concurrency: int, tenant_name: str = "bench"
+    children: Children,
+    *,
+    jobs: int,
+    concurrency: int,
+    tenant_name: str = "bench",
+    latency_s: float = 0.0,
+    workers: int = 1,
 ) -> DrainResult:
     """Our worker path; tenant "bench-budget" has a (never reached) budget, so every call
     is reserved and settled against it."""
@@ -85,20 +129,32 @@ def e2e_ours(
                 raise RuntimeError("publish failed")
 
     argv = [str(VENV_BIN / "aijobs"), "worker", "--concurrency", str(concurrency)]
-    proc = children.start("worker-ours", argv, bench_env())
+    env = bench_env({"AIJOBS_SIM_LATENCY_S": str(latency_s)})
+    proc = children.start("worker-ours", argv, env)
+    more = [children.start(f"worker-ours-{n}", argv, env) for n in range(1, workers)]
     try:
         _drain(proc, publish, insert(1), TERMINAL_SQL, 0)  # warm-up: worker up, pools open
         ids = insert(jobs)
         # Fresh enqueued_at, so the sweeper does not re-publish rows that the slow
         # insert made look stale before we publish them ourselves.
         sql("UPDATE jobs SET enqueued_at = now() WHERE status = 'queued'")
-        seconds = _drain(proc, publish, ids, TERMINAL_SQL, 1)
-        return DrainResult(jobs, seconds, not_succeeded=scalar(FAILED_SQL))
+        with PeakSampler(proc.pid, RUNNING_SQL) as peak:
+            seconds = _drain(proc, publish, ids, TERMINAL_SQL, 1)
+        return DrainResult(
+            jobs,
+            seconds,
+            not_succeeded=scalar(FAILED_SQL),
+            peak_in_flight=peak.in_flight,
+            peak_rss_mb=peak.rss_mb,
+        )
     finally:
-        children.stop(proc)
+        for worker in (proc, *more):
+            children.stop(worker)
 
 
-def e2e_baseline(children: Children, *, jobs: int, concurrency: int) -> DrainResult:
+def e2e_baseline(
+    children: Children, *, jobs: int, concurrency: int, latency_s: float = 0.0
+) -> DrainResult:
     from bench.baseline_worker import TASK, app, engine
 
     def insert(count: int) -> list[uuid.UUID]:
@@ -125,11 +181,13 @@ def e2e_baseline(children: Children, *, jobs: int, concurrency: int) -> DrainRes
         "--without-gossip",
         "--without-mingle",
     ]
-    proc = children.start("worker-baseline", argv, bench_env())
+    proc = children.start("worker-baseline", argv, bench_env({"BENCH_SLEEP_S": str(latency_s)}))
     try:
         sql("TRUNCATE bench_rows")
         _drain(proc, publish, insert(1), DONE_SQL, 0)
-        seconds = _drain(proc, publish, insert(jobs), DONE_SQL, 1)
-        return DrainResult(jobs, seconds)
+        ids = insert(jobs)
+        with PeakSampler(proc.pid, None) as peak:
+            seconds = _drain(proc, publish, ids, DONE_SQL, 1)
+        return DrainResult(jobs, seconds, peak_rss_mb=peak.rss_mb)
     finally:
         children.stop(proc)

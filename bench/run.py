@@ -24,6 +24,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--redis-url", default=common.redis_url())
     parser.add_argument("--skip-submit", action="store_true")
     parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument(
+        "--io", action="store_true", help="also the I/O-bound figure: sim at 1 s, 1000 threads"
+    )
+    parser.add_argument("--io-jobs", type=int, default=4000)
+    parser.add_argument(
+        "--scale-out", action="store_true", help="also one worker vs two, CPU not the limit"
+    )
+    parser.add_argument("--io-concurrency", type=int, default=1000)
     return parser.parse_args(argv)
 
 
@@ -123,6 +131,33 @@ def main(argv: list[str] | None = None) -> int:
                 ("e2e jobs/s, budget on", budgeted.jobs_per_s, bare.jobs_per_s),
                 ("e2e budget on / off", budgeted.jobs_per_s, drained.jobs_per_s),
             ]
+        if args.io:
+            from bench.e2e import e2e_baseline, e2e_ours
+
+            common.sql("TRUNCATE jobs CASCADE")
+            common.flush_redis()
+            load = {"jobs": args.io_jobs, "concurrency": args.io_concurrency, "latency_s": 1.0}
+            print(f"bench: I/O-bound, ours ({args.io_jobs} jobs, sim at 1 s)", flush=True)
+            ours_io = e2e_ours(children, **load)
+            print("bench: I/O-bound, baseline (a Celery task sleeping 1 s)", flush=True)
+            bare_io = e2e_baseline(children, **load)
+            rows += [
+                ("I/O jobs/s (1 s calls)", ours_io.jobs_per_s, bare_io.jobs_per_s),
+                ("I/O peak calls in flight", float(ours_io.peak_in_flight), float("nan")),
+                ("I/O worker peak RSS MiB", ours_io.peak_rss_mb, bare_io.peak_rss_mb),
+            ]
+        if args.scale_out:
+            from bench.e2e import e2e_ours
+
+            rates = []
+            for workers in (1, 2):
+                common.sql("TRUNCATE jobs CASCADE")
+                common.flush_redis()
+                print(f"bench: scale-out, {workers} worker(s) x 50 threads, sim at 1 s", flush=True)
+                rates.append(
+                    e2e_ours(children, jobs=600, concurrency=50, latency_s=1.0, workers=workers)
+                )
+            rows.append(("scale-out jobs/s: 2 vs 1", rates[1].jobs_per_s, rates[0].jobs_per_s))
     finally:
         children.stop_all()
     print()
