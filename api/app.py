@@ -5,11 +5,12 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from aijobs.metrics import QueueCollector
-from api import problems
+from api import admin_session, problems
 from api.body_limit import BodyLimitMiddleware
 from api.request_id import RequestIdMiddleware
 from api.routes import (
     admin_jobs,
+    admin_page,
     admin_tenants,
     admin_webhooks,
     health,
@@ -46,6 +47,8 @@ def create_app() -> FastAPI:
     app.include_router(admin_tenants.router)
     app.include_router(webhook_deliveries.router)
     app.include_router(admin_webhooks.router)
+    app.include_router(admin_page.router)
+    app.add_exception_handler(admin_session.LoginRequired, admin_session.to_login)
     return app
 
 

@@ -1,0 +1,373 @@
+"""/admin/: the admin web page. Failed jobs by error code, a job's attempts and webhook
+deliveries, re-runs (one, selected, or by filter after a dry-run count), webhook
+redelivery, tenants' spend and budgets, the audit log. Server-rendered, no script."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+
+from aijobs import audit, budget, deliveries, triage, usage, webhooks
+from aijobs.errors import AppError, InvalidRequest, NotFound
+from aijobs.job_view import row_of, view
+from aijobs.jobs import STATUSES, TERMINAL
+from aijobs.models import Tenant
+from api import admin_session
+from api.admin_session import CheckedFormDep, Form, FormDep, PageSessionDep
+from api.deps import SessionDep
+from api.publisher import publish_delivery, publish_run
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+templates = Jinja2Templates(
+    env=jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent.parent / "templates"),
+        autoescape=True,
+    )
+)
+# No script at all, nothing from elsewhere, never in a frame (the buttons act).
+HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "same-origin",
+}
+NOTICES = {
+    "rerun": "Re-run: the job is queued again.",
+    "rerun-answered": "Re-run: answered at once (a cached result or an identical job).",
+    "redeliver": "Webhook redelivery queued.",
+    "rerun-many": "Re-run {count} job(s).",
+    "none-selected": "No job was selected.",
+}
+SELECT_CAP = 500
+
+
+def _timestamp(value: str | None) -> str:
+    """An ISO time as the page shows it: UTC, to the second."""
+    if not value:
+        return ""
+    return datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+templates.env.filters["ts"] = _timestamp
+
+
+def _page(
+    request: Request, name: str, context: dict[str, Any], status_code: int = 200
+) -> HTMLResponse:
+    page = admin_session.current(request)
+    response = templates.TemplateResponse(
+        request,
+        f"admin/{name}",
+        {"csrf": page.csrf if page else "", "notice": _notice(request), **context},
+        status_code=status_code,
+        headers=HEADERS,
+    )
+    return response
+
+
+def _notice(request: Request) -> str:
+    template = NOTICES.get(request.query_params.get("notice", ""), "")
+    count = request.query_params.get("count", "0")
+    return template.format(count=int(count) if count.isdigit() else 0)
+
+
+def _see(path: str) -> RedirectResponse:
+    return RedirectResponse(path, status_code=303, headers=HEADERS)
+
+
+def _actor(request: Request, page: admin_session.PageSession) -> str:
+    host = request.client.host if request.client else "?"
+    return f"page:{host} session {page.nonce[:8]}"
+
+
+def _field(form: Form, name: str) -> str | None:
+    value = (form.get(name) or [""])[0].strip()
+    return value or None
+
+
+def _age(when: datetime | None) -> str:
+    if when is None:
+        return ""
+    seconds = max(int((datetime.now(UTC) - when).total_seconds()), 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _filter(status: str | None, error_code: str | None, tenant: str | None) -> triage.JobFilter:
+    return triage.JobFilter(status=status, error_code=error_code, tenant=tenant)
+
+
+# --- login ------------------------------------------------------------------------------
+
+
+@router.get("")
+def admin_root() -> RedirectResponse:
+    admin_session.admin_token()  # 404 when the page is off
+    return RedirectResponse("/admin/", status_code=307)
+
+
+@router.get("/login")
+def login_form(request: Request) -> Response:
+    if admin_session.current(request) is not None:
+        return _see("/admin/")
+    return _page(request, "login.html", {"error": ""})
+
+
+@router.post("/login")
+def login(request: Request, form: FormDep) -> Response:
+    if not admin_session.token_matches(_field(form, "token") or ""):
+        return _page(request, "login.html", {"error": "Wrong admin token."}, status_code=401)
+    response = _see("/admin/")
+    admin_session.start(request, response)
+    return response
+
+
+@router.post("/logout")
+def logout(_: CheckedFormDep) -> Response:
+    response = _see(admin_session.LOGIN_PATH)
+    admin_session.end(response)
+    return response
+
+
+# --- failed jobs ------------------------------------------------------------------------
+
+
+@router.get("/")
+def failed_jobs(
+    request: Request,
+    _: PageSessionDep,
+    session: SessionDep,
+    status: str = "failed",
+    error_code: str = "",
+    tenant: str = "",
+    cursor: str = "",
+) -> Response:
+    where = _filter(status or None, error_code or None, tenant or None)
+    try:
+        rows, next_cursor, counts = triage.find(session, where, limit=100, cursor=cursor or None)
+    except InvalidRequest as exc:
+        rows, next_cursor, counts = [], None, {}
+        error = exc.detail
+    else:
+        error = ""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row, name in rows:
+        job = {**view(row), "tenant": name, "age": _age(row["created_at"])}
+        groups.setdefault(row["error_code"] or "none", []).append(job)
+    return _page(
+        request,
+        "jobs.html",
+        {
+            "where": {"status": status, "error_code": error_code, "tenant": tenant},
+            "statuses": STATUSES,
+            "counts": sorted(counts.items(), key=lambda item: -item[1]),
+            "groups": sorted(groups.items()),
+            "next_cursor": next_cursor or "",
+            "error": error,
+            "audit": audit.recent(session, 15),
+        },
+    )
+
+
+@router.post("/ui/rerun-selected")
+def rerun_selected(
+    request: Request, page: PageSessionDep, form: CheckedFormDep, session: SessionDep
+) -> Response:
+    ids: list[uuid.UUID] = []
+    for value in form.get("job", [])[:SELECT_CAP]:
+        try:
+            ids.append(uuid.UUID(value))
+        except ValueError:
+            continue
+    if not ids:
+        return _see("/admin/?notice=none-selected")
+    outcome = triage.Rerun()
+    for job_id in ids:
+        triage.rerun_one(session, job_id, outcome)
+    audit.record(
+        session,
+        "jobs.rerun",
+        _actor(request, page),
+        ids=[str(i) for i in ids],
+        count=outcome.count,
+        skipped=outcome.skipped,
+    )
+    session.commit()
+    for job_id in outcome.requeued:
+        publish_run(job_id)
+    return _see(f"/admin/?notice=rerun-many&count={outcome.count}")
+
+
+@router.get("/ui/rerun")
+def rerun_preview(
+    request: Request,
+    _: PageSessionDep,
+    session: SessionDep,
+    status: str = "",
+    error_code: str = "",
+    tenant: str = "",
+) -> Response:
+    """The dry run: how many finished jobs the filter matches, and a button to re-run them."""
+    return _preview(request, session, status or None, error_code or None, tenant or None, "")
+
+
+def _preview(
+    request: Request,
+    session: SessionDep,
+    status: str | None,
+    error_code: str | None,
+    tenant: str | None,
+    note: str,
+) -> Response:
+    where = _filter(status, error_code, tenant)
+    try:
+        ids = triage.select_for_rerun(session, where)
+    except InvalidRequest as exc:
+        ids, note = [], exc.detail
+    return _page(
+        request,
+        "rerun.html",
+        {
+            "where": {
+                "status": status or "",
+                "error_code": error_code or "",
+                "tenant": tenant or "",
+            },
+            "count": len(ids),
+            "ids": [str(i) for i in ids[:50]],
+            "note": note,
+        },
+    )
+
+
+@router.post("/ui/rerun")
+def rerun_by_filter(
+    request: Request, page: PageSessionDep, form: CheckedFormDep, session: SessionDep
+) -> Response:
+    """Re-run what the filter matches, if that is still the count the admin confirmed."""
+    status, error_code, tenant = (_field(form, k) for k in ("status", "error_code", "tenant"))
+    where = _filter(status, error_code, tenant)
+    try:
+        ids = triage.select_for_rerun(session, where)
+    except InvalidRequest as exc:
+        return _preview(request, session, status, error_code, tenant, exc.detail)
+    if str(len(ids)) != _field(form, "expected"):
+        note = "The number of matching jobs changed since the count; check it again."
+        return _preview(request, session, status, error_code, tenant, note)
+    outcome = triage.Rerun()
+    for job_id in ids:
+        triage.rerun_one(session, job_id, outcome)
+    filters = {"status": status, "error_code": error_code, "tenant": tenant}
+    audit.record(session, "jobs.rerun", _actor(request, page), filter=filters, count=outcome.count)
+    session.commit()
+    for job_id in outcome.requeued:
+        publish_run(job_id)
+    return _see(f"/admin/?notice=rerun-many&count={outcome.count}")
+
+
+# --- one job ----------------------------------------------------------------------------
+
+
+@router.get("/ui/jobs/{job_id}")
+def job_page(request: Request, _: PageSessionDep, session: SessionDep, job_id: str) -> Response:
+    try:
+        job = triage.get(session, job_id)
+    except NotFound as exc:
+        return _page(request, "error.html", {"error": exc.detail}, status_code=404)
+    tenant = session.get(Tenant, job.tenant_id)
+    return _page(
+        request,
+        "job.html",
+        {
+            "job": {**view(row_of(job)), "tenant": tenant.name if tenant else ""},
+            "terminal": job.status in TERMINAL,
+            "attempts": triage.attempts(session, job_id),
+            "deliveries": deliveries.attempts_of(session.connection(), job.id),
+        },
+    )
+
+
+def _job_action(request: Request, job_id: str, error: AppError) -> Response:
+    return _page(request, "error.html", {"error": error.detail, "job_id": job_id}, error.status)
+
+
+@router.post("/ui/jobs/{job_id}/rerun")
+def rerun_job(
+    request: Request, page: PageSessionDep, _: CheckedFormDep, session: SessionDep, job_id: str
+) -> Response:
+    try:
+        job = triage.get(session, job_id)
+    except NotFound as exc:
+        return _job_action(request, job_id, exc)
+    outcome = triage.Rerun()
+    triage.rerun_one(session, job.id, outcome)
+    if outcome.skipped:
+        detail = f"job {job_id} cannot re-run: {outcome.skipped[str(job.id)]}"
+        return _page(request, "error.html", {"error": detail, "job_id": job_id}, 409)
+    audit.record(session, "job.rerun", _actor(request, page), job_id=str(job.id))
+    session.commit()
+    if outcome.requeued:
+        publish_run(job.id)
+    notice = "rerun" if outcome.requeued else "rerun-answered"
+    return _see(f"/admin/ui/jobs/{job.id}?notice={notice}")
+
+
+@router.post("/ui/jobs/{job_id}/webhook/redeliver")
+def redeliver(
+    request: Request, page: PageSessionDep, _: CheckedFormDep, session: SessionDep, job_id: str
+) -> Response:
+    try:
+        redelivered = webhooks.redeliver(session, job_id)
+    except AppError as exc:
+        return _job_action(request, job_id, exc)
+    audit.record(session, "webhook.redeliver", _actor(request, page), job_id=job_id)
+    session.commit()
+    publish_delivery(redelivered.delivery_id)
+    return _see(f"/admin/ui/jobs/{job_id}?notice=redeliver")
+
+
+# --- tenants and audit ------------------------------------------------------------------
+
+
+def _spend(session: SessionDep, tenant_id: uuid.UUID, start: Any, end: Any) -> str:
+    line = usage.report(session.connection(), tenant_id, start=start, end=end, group_by="day")
+    return str(line.total.as_json()["cost_usd"])
+
+
+@router.get("/ui/tenants")
+def tenants_page(request: Request, _: PageSessionDep, session: SessionDep) -> Response:
+    today, month = budget.periods()
+    tomorrow = today + timedelta(days=1)
+    rows = []
+    for tenant in session.scalars(select(Tenant).order_by(Tenant.name)):
+        daily, monthly = budget.state(session.connection(), tenant.id)
+        rows.append(
+            {
+                "name": tenant.name,
+                "id": str(tenant.id),
+                "rpm": tenant.rpm,
+                "today": _spend(session, tenant.id, today, tomorrow),
+                "month": _spend(session, tenant.id, month, tomorrow),
+                "daily": daily.as_json(),
+                "monthly": monthly.as_json(),
+            }
+        )
+    return _page(request, "tenants.html", {"tenants": rows})
+
+
+@router.get("/ui/audit")
+def audit_page(request: Request, _: PageSessionDep, session: SessionDep) -> Response:
+    return _page(request, "audit.html", {"audit": audit.recent(session, 200)})
