@@ -46,13 +46,24 @@ def _cli(*args: str) -> str:
     return done.stdout.decode()
 
 
-def _setup() -> str:
+def _setup() -> tuple[str, str]:
+    """The plain tenant's key, and the key of a tenant with a budget and an rpm limit
+    (neither ever reached), to measure their cost."""
     common.fresh_database()
     common.flush_redis()
     _cli("migrate")
     issued = json.loads(_cli("keys", "create", "--tenant", "bench").strip().splitlines()[-1])
-    _cli("keys", "create", "--tenant", "bench-budget", "--daily-budget", "1000000")
-    return str(issued["api_key"])
+    limited = _cli(
+        "keys",
+        "create",
+        "--tenant",
+        "bench-budget",
+        "--daily-budget",
+        "1000000",
+        "--rpm",
+        "10000000",
+    )
+    return str(issued["api_key"]), str(json.loads(limited.strip().splitlines()[-1])["api_key"])
 
 
 def _ratio(ours: float, base: float) -> str:
@@ -78,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, float, float]] = []
     print(f"bench: logs in {children.log_dir}", flush=True)
     try:
-        api_key = _setup()
+        api_key, limited_key = _setup()
         if not args.skip_submit:
             from bench.submit import submit_baseline, submit_ours
 
@@ -88,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                 "procs": args.client_procs,
             }
             print(f"bench: submit, ours ({args.seconds:g} s, C={args.concurrency})", flush=True)
-            ours, hits = submit_ours(children, api_key, **load)
+            ours, hits, limited = submit_ours(children, api_key, limited_key=limited_key, **load)
             print("bench: submit, baseline", flush=True)
             base = submit_baseline(children, **load)
             for result, who in ((ours, "ours"), (hits, "ours (hits)"), (base, "baseline")):
@@ -103,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("cache hit req/s", hits.rps, base.rps),
                 ("cache hit p50 ms", hits.percentile_ms(0.5), base.percentile_ms(0.5)),
                 ("cache hit p99 ms", hits.percentile_ms(0.99), base.percentile_ms(0.99)),
+                ("submit, budget+rpm on / off", limited.rps if limited else 0.0, ours.rps),
             ]
         if not args.skip_e2e:
             from bench.e2e import e2e_baseline, e2e_ours

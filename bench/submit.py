@@ -52,9 +52,15 @@ def _prime_cache(api_key: str) -> None:
 
 
 def submit_ours(
-    children: Children, api_key: str, *, seconds: float, concurrency: int, procs: int
-) -> tuple[LoadResult, LoadResult]:
-    """(new jobs, cache hits)."""
+    children: Children,
+    api_key: str,
+    *,
+    seconds: float,
+    concurrency: int,
+    procs: int,
+    limited_key: str | None = None,
+) -> tuple[LoadResult, LoadResult, LoadResult | None]:
+    """(new jobs, cache hits, new jobs of a tenant with a budget and an rpm limit)."""
     port = free_port()
     argv = [str(VENV_BIN / "aijobs"), "api", "--host", "127.0.0.1", "--port", str(port)]
     proc = children.start("api-ours", argv, bench_env())
@@ -65,7 +71,10 @@ def submit_ours(
         new = _measure(base, api_key, **load)  # type: ignore[arg-type]
         _prime_cache(api_key)
         hits = _measure(base, api_key, unique=False, **load)  # type: ignore[arg-type]
-        return new, hits
+        limited = None
+        if limited_key is not None:
+            limited = _measure(base, limited_key, **load)  # type: ignore[arg-type]
+        return new, hits, limited
     finally:
         children.stop(proc)
 
