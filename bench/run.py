@@ -32,6 +32,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--scale-out", action="store_true", help="also one worker vs two, CPU not the limit"
     )
     parser.add_argument("--io-concurrency", type=int, default=1000)
+    parser.add_argument(
+        "--io-processes", type=int, default=1, help="worker processes sharing the concurrency"
+    )
     return parser.parse_args(argv)
 
 
@@ -150,7 +153,13 @@ def main(argv: list[str] | None = None) -> int:
             common.flush_redis()
             load = {"jobs": args.io_jobs, "concurrency": args.io_concurrency, "latency_s": 1.0}
             print(f"bench: I/O-bound, ours ({args.io_jobs} jobs, sim at 1 s)", flush=True)
-            ours_io = e2e_ours(children, **load)
+            ours_io = e2e_ours(
+                children,
+                jobs=args.io_jobs,
+                concurrency=args.io_concurrency // args.io_processes,
+                latency_s=1.0,
+                workers=args.io_processes,
+            )
             print("bench: I/O-bound, baseline (a Celery task sleeping 1 s)", flush=True)
             bare_io = e2e_baseline(children, **load)
             rows += [
