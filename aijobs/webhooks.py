@@ -10,10 +10,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from aijobs import deliveries, jobs
-from aijobs.errors import Conflict, NotFound
+from aijobs import deliveries, jobs, triage
+from aijobs.errors import Conflict
 from aijobs.job_view import row_of
-from aijobs.models import Job
 
 
 def attempts(session: Session, tenant_id: uuid.UUID, job_id: str) -> list[dict[str, Any]]:
@@ -31,12 +30,7 @@ class Redelivered:
 def redeliver(session: Session, job_id: str) -> Redelivered:
     """Send the job's latest event again (same webhook-id and body), with a fresh
     run of the retry schedule."""
-    try:
-        job = session.get(Job, uuid.UUID(job_id))
-    except ValueError:
-        job = None
-    if job is None:
-        raise NotFound(f"no job {job_id}")
+    job = triage.get(session, job_id)
     if job.webhook_url is None:
         raise Conflict(f"job {job_id} has no webhook_url")
     delivery_id = deliveries.redeliver(session.connection(), job.id)
