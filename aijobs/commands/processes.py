@@ -11,6 +11,7 @@ import time
 import urllib.request
 from typing import Any
 
+from aijobs.commands import supervise
 from aijobs.settings import get_settings
 
 
@@ -37,6 +38,9 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     concurrency = args.concurrency or get_settings().worker_concurrency
+    if os.environ.get(supervise.CHILD_ENV) != "1":
+        me = [sys.executable, "-m", "aijobs.cli", "worker", "--concurrency", str(concurrency)]
+        return supervise.supervise(me)
     if "AIJOBS_DB_POOL_SIZE" not in os.environ:
         # Each thread holds a connection only for a statement: a pool of a few dozen
         # serves hundreds of threads (measured: 60 for 1,000 threads of 1 s calls).
