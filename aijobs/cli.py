@@ -34,7 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     api.set_defaults(func=processes.cmd_api)
 
     worker = sub.add_parser("worker", help="run a Celery worker")
-    worker.add_argument("--concurrency", type=int, default=None)
+    worker.add_argument("--concurrency", type=int, default=None, help="threads per process")
+    worker.add_argument(
+        "--processes", type=int, default=1, help="worker processes (e.g. one per core)"
+    )
     worker.set_defaults(func=processes.cmd_worker)
 
     dev = sub.add_parser("dev", help="migrate + api + worker, on the embedded default")

@@ -98,6 +98,7 @@ def e2e_ours(
     tenant_name: str = "bench",
     latency_s: float = 0.0,
     workers: int = 1,
+    processes: int = 1,
 ) -> DrainResult:
     """Our worker path; tenant "bench-budget" has a (never reached) budget, so every call
     is reserved and settled against it."""
@@ -129,6 +130,7 @@ def e2e_ours(
                 raise RuntimeError("publish failed")
 
     argv = [str(VENV_BIN / "aijobs"), "worker", "--concurrency", str(concurrency)]
+    argv += ["--processes", str(processes)]
     env = bench_env({"AIJOBS_SIM_LATENCY_S": str(latency_s)})
     proc = children.start("worker-ours", argv, env)
     more = [children.start(f"worker-ours-{n}", argv, env) for n in range(1, workers)]

@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 jobs=args.io_jobs,
                 concurrency=args.io_concurrency // args.io_processes,
                 latency_s=1.0,
-                workers=args.io_processes,
+                processes=args.io_processes,
             )
             print("bench: I/O-bound, baseline (a Celery task sleeping 1 s)", flush=True)
             bare_io = e2e_baseline(children, **load)

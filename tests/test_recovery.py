@@ -111,3 +111,35 @@ def test_a_job_queued_while_no_worker_runs_is_done_when_one_starts(
     assert _status(client, job["id"]) == "queued"
     live.start_worker()
     assert client.wait(job["id"])["status"] == "succeeded"
+
+
+def test_one_worker_command_runs_several_processes(
+    live: Stack, client: Client, db: psycopg.Connection[Any]
+) -> None:
+    import psutil  # type: ignore[import-untyped]
+
+    live.kill_workers(signal.SIGTERM)
+    log_path = live.log_path("multi")
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    worker = live._spawn(["worker", "--concurrency", "2", "--processes", "2"], "multi")
+    try:
+        deadline = time.monotonic() + 40
+        while log_path.read_bytes()[offset:].count(b" ready.") < 2:
+            assert worker.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        children = psutil.Process(worker.pid).children()
+        assert len(children) == 2
+        ids = [client.submit(chat(unique(f"[sleep:1] spread {i}"))).json()["id"] for i in range(6)]
+        assert all(client.wait(job_id)["status"] == "succeeded" for job_id in ids)
+        owners = db.execute(
+            "SELECT count(DISTINCT split_part(worker, ':', 2)) FROM attempts"
+            " WHERE job_id = ANY(%s::uuid[])",
+            (ids,),
+        ).fetchone()
+        assert owners == (2,)  # both processes took calls
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+        assert not any(child.is_running() and child.status() != "zombie" for child in children)
+    finally:
+        if worker.poll() is None:
+            worker.kill()

@@ -38,13 +38,16 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     concurrency = args.concurrency or get_settings().worker_concurrency
+    if args.processes < 1:
+        raise RuntimeError("--processes must be at least 1")
     if os.environ.get(supervise.CHILD_ENV) != "1":
         me = [sys.executable, "-m", "aijobs.cli", "worker", "--concurrency", str(concurrency)]
-        return supervise.supervise(me)
+        return supervise.supervise(me, copies=args.processes)
     if "AIJOBS_DB_POOL_SIZE" not in os.environ:
         # Each thread holds a connection only for a statement: a pool of a few dozen
-        # serves hundreds of threads (measured: 60 for 1,000 threads of 1 s calls).
-        os.environ["AIJOBS_DB_POOL_SIZE"] = str(min(10 + concurrency // 20, 60))
+        # serves hundreds of threads, and several processes must fit max_connections.
+        os.environ["AIJOBS_DB_POOL_SIZE"] = str(min(10 + concurrency // 20, 40))
+        os.environ.setdefault("AIJOBS_DB_MAX_OVERFLOW", "5")
         get_settings.cache_clear()
 
     from aijobs.broker import QUEUE, WEBHOOK_QUEUE
