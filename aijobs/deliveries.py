@@ -14,6 +14,8 @@ from datetime import datetime
 
 from sqlalchemy import Connection, text
 
+from aijobs.broker_gap import Waiting
+
 WEBHOOK_SWEEP_LOCK_KEY = 0x61696A77  # "aijw": one webhook sweeper at a time
 
 _CLAIM = text(
@@ -117,15 +119,7 @@ _DUE = text(
 )
 _STALE_WHERE = """status = 'pending' AND next_attempt_at <= now()
                   AND enqueued_at < now() - make_interval(secs => :stale_s)"""
-_STALE_COUNT = text(f"SELECT count(*) FROM webhook_deliveries WHERE {_STALE_WHERE}")
-_STALE = text(
-    f"""
-    UPDATE webhook_deliveries SET enqueued_at = now()
-    WHERE id IN (SELECT id FROM webhook_deliveries WHERE {_STALE_WHERE}
-                 ORDER BY enqueued_at LIMIT :limit FOR UPDATE SKIP LOCKED)
-    RETURNING id
-    """
-)
+_STALE = Waiting.of("webhook_deliveries", _STALE_WHERE)
 
 # Send the job's latest delivery again: a new run of the retry schedule, same
 # webhook-id and body. A delivery being sent right now is left to finish.
@@ -259,10 +253,7 @@ def due_for_publish(
         return []
     ids = [row[0] for row in conn.execute(_LAPSED, {"batch": batch, "max_retries": max_retries})]
     ids += [row[0] for row in conn.execute(_DUE, {"batch": batch})]
-    waiting = int(conn.execute(_STALE_COUNT, {"stale_s": stale_s}).scalar() or 0)
-    missing = min(waiting - queue_length, batch)
-    if missing > 0:
-        ids += [row[0] for row in conn.execute(_STALE, {"stale_s": stale_s, "limit": missing})]
+    ids += _STALE.missing(conn, queue_length=queue_length, stale_s=stale_s, batch=batch)
     return ids
 
 

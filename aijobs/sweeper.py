@@ -8,6 +8,7 @@ import uuid
 from sqlalchemy import Connection, text
 
 from aijobs import coalescing
+from aijobs.broker_gap import Waiting
 
 SWEEP_LOCK_KEY = 0x61696A6F  # "aijo": one sweeper at a time across all workers
 LOST_CALL_GRACE_S = 30
@@ -65,15 +66,7 @@ _DUE_RETRIES = text(
 _STALE_WHERE = """status = 'queued' AND leader_id IS NULL
                   AND coalesce(next_attempt_at, '-infinity') <= now()
                   AND enqueued_at < now() - make_interval(secs => :stale_s)"""
-_STALE_COUNT = text(f"SELECT count(*) FROM jobs WHERE {_STALE_WHERE}")
-_STALE = text(
-    f"""
-    UPDATE jobs SET enqueued_at = now()
-    WHERE id IN (SELECT id FROM jobs WHERE {_STALE_WHERE}
-                 ORDER BY enqueued_at LIMIT :limit FOR UPDATE SKIP LOCKED)
-    RETURNING id
-    """
-)
+_STALE = Waiting.of("jobs", _STALE_WHERE)
 
 
 def due_for_publish(
@@ -97,10 +90,7 @@ def due_for_publish(
     ids = [row[0] for row in conn.execute(_LAPSED, {"batch": batch})]
     ids += coalescing.settle_orphans(conn)
     ids += [row[0] for row in conn.execute(_DUE_RETRIES, {"batch": batch})]
-    waiting = int(conn.execute(_STALE_COUNT, {"stale_s": stale_s}).scalar() or 0)
-    missing = min(waiting - queue_length, batch)
-    if missing > 0:
-        ids += [row[0] for row in conn.execute(_STALE, {"stale_s": stale_s, "limit": missing})]
+    ids += _STALE.missing(conn, queue_length=queue_length, stale_s=stale_s, batch=batch)
     return ids
 
 
