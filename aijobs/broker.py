@@ -32,7 +32,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "broker_connection_retry_on_startup": True,
         "broker_pool_limit": 50,
-        "broker_transport_options": {"socket_timeout": 5, "socket_connect_timeout": 5},
+        "broker_transport_options": {
+            "socket_timeout": 5,
+            "socket_connect_timeout": 5,
+            "ack_emulation": False,
+        },
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
         "task_send_sent_event": False,

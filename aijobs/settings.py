@@ -53,7 +53,10 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=30, ge=0)
 
+    # Calls in flight per worker process (its call loop's slots).
     worker_concurrency: int = Field(default=32, ge=1)
+    # Webhook deliveries sent at once per worker process (blocking HTTP, a thread each).
+    webhook_threads: int = Field(default=16, ge=1)
     data_dir: Path = Path(".aijobs")
 
     openai_api_key: str | None = Field(

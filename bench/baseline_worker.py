@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import UTC, datetime
 
 from celery import Celery
 from sqlalchemy import create_engine, text
@@ -27,7 +28,9 @@ app.conf.update(
     worker_send_task_events=False,
 )
 
-UPDATE = text("UPDATE bench_rows SET done = true, updated_at = now() WHERE id = :id")
+UPDATE = text(
+    "UPDATE bench_rows SET done = true, started_at = :started, updated_at = now() WHERE id = :id"
+)
 
 
 SLEEP_S = float(os.environ.get("BENCH_SLEEP_S", "0"))
@@ -35,7 +38,8 @@ SLEEP_S = float(os.environ.get("BENCH_SLEEP_S", "0"))
 
 @app.task(name=TASK)  # type: ignore[untyped-decorator]
 def touch(row_id: str) -> None:
+    started = datetime.now(UTC)
     if SLEEP_S:
         time.sleep(SLEEP_S)  # the I/O-bound variant: a provider call's wait
     with engine.begin() as conn:
-        conn.execute(UPDATE, {"id": row_id})
+        conn.execute(UPDATE, {"id": row_id, "started": started})

@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS bench_jobs (
     id uuid PRIMARY KEY, body jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE IF NOT EXISTS bench_rows (
-    id uuid PRIMARY KEY, done boolean NOT NULL DEFAULT false, updated_at timestamptz
+    id uuid PRIMARY KEY, done boolean NOT NULL DEFAULT false,
+    started_at timestamptz, updated_at timestamptz
 );
 """
 
@@ -88,6 +89,12 @@ def scalar(statement: str) -> int:
     with psycopg.connect(libpq_url(database_url()), autocommit=True) as conn:
         row = conn.execute(statement).fetchone()
     return int(row[0]) if row else 0
+
+
+def scalar_float(statement: str) -> float:
+    with psycopg.connect(libpq_url(database_url()), autocommit=True) as conn:
+        row = conn.execute(statement).fetchone()
+    return float(row[0]) if row and row[0] is not None else 0.0
 
 
 def flush_redis() -> None:

@@ -1,4 +1,4 @@
-"""End-to-end benchmark: N queued jobs drained by one worker process, ours vs baseline."""
+"""End-to-end benchmark: a backlog of N queued jobs drained by a worker, ours vs baseline."""
 
 from __future__ import annotations
 
@@ -9,28 +9,44 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench.common import VENV_BIN, WORKER_QUEUE, Children, bench_env, scalar, sql
+from bench.common import (
+    VENV_BIN,
+    WORKER_QUEUE,
+    Children,
+    bench_env,
+    scalar,
+    scalar_float,
+    sql,
+)
 
-POLL_S = 0.02
+POLL_S = 0.05
 TERMINAL_SQL = "SELECT count(*) FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled')"
 FAILED_SQL = "SELECT count(*) FROM jobs WHERE status <> 'succeeded'"
 DONE_SQL = "SELECT count(*) FROM bench_rows WHERE done"
-RUNNING_SQL = "SELECT count(*) FROM jobs WHERE status = 'running'"
+# Each side's calls as [start, end) intervals, from its own rows: the window from the
+# first start to the last end gives jobs/s, and the most that overlap, calls in flight.
+OURS_CALLS = "SELECT started_at, finished_at FROM attempts"
+BASELINE_CALLS = "SELECT started_at, updated_at FROM bench_rows"
+WINDOW_SQL = "SELECT extract(epoch FROM max(e) - min(s)) FROM ({calls}) AS c(s, e)"
+PEAK_SQL = """
+SELECT coalesce(max(n), 0) FROM (
+    SELECT sum(d) OVER (ORDER BY t, d ROWS UNBOUNDED PRECEDING) AS n
+    FROM (SELECT s AS t, 1 AS d FROM ({calls}) AS c(s, e)
+          UNION ALL SELECT e, -1 FROM ({calls}) AS c(s, e)) AS events
+) AS running
+"""
 
 
-class PeakSampler:
-    """Samples, while a drain runs, the worker's RSS (with its children) and, for ours,
-    the jobs running at once."""
+class PeakRss:
+    """Samples, while a drain runs, the worker's RSS with its children."""
 
-    def __init__(self, pid: int, running_sql: str | None) -> None:
-        self.pid = pid
-        self.running_sql = running_sql
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
         self.rss_mb = 0.0
-        self.in_flight = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> PeakSampler:
+    def __enter__(self) -> PeakRss:
         self._thread.start()
         return self
 
@@ -41,20 +57,19 @@ class PeakSampler:
     def _run(self) -> None:
         import psutil  # type: ignore[import-untyped]
 
-        process = psutil.Process(self.pid)
         while not self._stop.wait(0.25):
             try:
-                rss = sum(p.memory_info().rss for p in [process, *process.children(True)])
+                processes = [psutil.Process(pid) for pid in self.pids]
+                tree = [q for p in processes for q in [p, *p.children(True)]]
+                rss = sum(q.memory_info().rss for q in tree)
             except psutil.Error:
                 continue
             self.rss_mb = max(self.rss_mb, rss / 2**20)
-            if self.running_sql:
-                self.in_flight = max(self.in_flight, scalar(self.running_sql))
 
 
 @dataclass
 class DrainResult:
-    """How long N jobs took from the first publish until all were terminal."""
+    """N jobs from the first call's start to the last one's end."""
 
     jobs: int
     seconds: float
@@ -67,27 +82,42 @@ class DrainResult:
         return self.jobs / self.seconds if self.seconds else 0.0
 
 
-def _wait_count(sql: str, target: int, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+def _wait_count(
+    sql: str, target: int, procs: list[subprocess.Popen[bytes]], timeout_s: float
+) -> None:
     deadline = time.monotonic() + timeout_s
     while scalar(sql) < target:
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker exited: {proc.args!r}")
+        if any(proc.poll() is not None for proc in procs):
+            raise RuntimeError(f"a worker exited: {[proc.args for proc in procs]!r}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {target} rows of {sql!r}")
         time.sleep(POLL_S)
 
 
 def _drain(
-    proc: subprocess.Popen[bytes],
-    publish: Callable[[list[uuid.UUID]], None],
-    ids: list[uuid.UUID],
-    sql: str,
-    already: int,
-) -> float:
-    started = time.perf_counter()
-    publish(ids)
-    _wait_count(sql, already + len(ids), proc, timeout_s=max(60.0, len(ids) / 10))
-    return time.perf_counter() - started
+    start_workers: Callable[[], list[subprocess.Popen[bytes]]],
+    children: Children,
+    *,
+    jobs: int,
+    done_sql: str,
+    calls_sql: str,
+) -> DrainResult:
+    """The whole backlog is queued before a worker starts, so the figure is the
+    worker's, not the publisher's: the bench publishes from one Python process."""
+    procs = start_workers()
+    try:
+        with PeakRss([proc.pid for proc in procs]) as rss:
+            _wait_count(done_sql, jobs, procs, timeout_s=max(120.0, jobs / 10))
+    finally:
+        for proc in procs:
+            children.stop(proc)
+    seconds = float(scalar_float(WINDOW_SQL.format(calls=calls_sql)))
+    return DrainResult(
+        jobs,
+        seconds,
+        peak_in_flight=scalar(PEAK_SQL.format(calls=calls_sql)),
+        peak_rss_mb=rss.rss_mb,
+    )
 
 
 def e2e_ours(
@@ -132,26 +162,17 @@ def e2e_ours(
     argv = [str(VENV_BIN / "aijobs"), "worker", "--concurrency", str(concurrency)]
     argv += ["--processes", str(processes)]
     env = bench_env({"AIJOBS_SIM_LATENCY_S": str(latency_s)})
-    proc = children.start("worker-ours", argv, env)
-    more = [children.start(f"worker-ours-{n}", argv, env) for n in range(1, workers)]
-    try:
-        _drain(proc, publish, insert(1), TERMINAL_SQL, 0)  # warm-up: worker up, pools open
-        ids = insert(jobs)
-        # Fresh enqueued_at, so the sweeper does not re-publish rows that the slow
-        # insert made look stale before we publish them ourselves.
-        sql("UPDATE jobs SET enqueued_at = now() WHERE status = 'queued'")
-        with PeakSampler(proc.pid, RUNNING_SQL) as peak:
-            seconds = _drain(proc, publish, ids, TERMINAL_SQL, 1)
-        return DrainResult(
-            jobs,
-            seconds,
-            not_succeeded=scalar(FAILED_SQL),
-            peak_in_flight=peak.in_flight,
-            peak_rss_mb=peak.rss_mb,
-        )
-    finally:
-        for worker in (proc, *more):
-            children.stop(worker)
+    publish(insert(jobs))
+    # Fresh enqueued_at, so the sweeper does not re-publish rows that the slow insert
+    # made look stale: the broker holds every one of them.
+    sql("UPDATE jobs SET enqueued_at = now() WHERE status = 'queued'")
+
+    def start() -> list[subprocess.Popen[bytes]]:
+        return [children.start(f"worker-ours-{n}", argv, env) for n in range(workers)]
+
+    result = _drain(start, children, jobs=jobs, done_sql=TERMINAL_SQL, calls_sql=OURS_CALLS)
+    result.not_succeeded = scalar(FAILED_SQL)
+    return result
 
 
 def e2e_baseline(
@@ -183,13 +204,11 @@ def e2e_baseline(
         "--without-gossip",
         "--without-mingle",
     ]
-    proc = children.start("worker-baseline", argv, bench_env({"BENCH_SLEEP_S": str(latency_s)}))
-    try:
-        sql("TRUNCATE bench_rows")
-        _drain(proc, publish, insert(1), DONE_SQL, 0)
-        ids = insert(jobs)
-        with PeakSampler(proc.pid, None) as peak:
-            seconds = _drain(proc, publish, ids, DONE_SQL, 1)
-        return DrainResult(jobs, seconds, peak_rss_mb=peak.rss_mb)
-    finally:
-        children.stop(proc)
+    env = bench_env({"BENCH_SLEEP_S": str(latency_s)})
+    sql("TRUNCATE bench_rows")
+    publish(insert(jobs))
+
+    def start() -> list[subprocess.Popen[bytes]]:
+        return [children.start("worker-baseline", argv, env)]
+
+    return _drain(start, children, jobs=jobs, done_sql=DONE_SQL, calls_sql=BASELINE_CALLS)

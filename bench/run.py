@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             bare_io = e2e_baseline(children, **load)
             rows += [
                 ("I/O jobs/s (1 s calls)", ours_io.jobs_per_s, bare_io.jobs_per_s),
-                ("I/O peak calls in flight", float(ours_io.peak_in_flight), float("nan")),
+                ("I/O peak calls in flight", ours_io.peak_in_flight, bare_io.peak_in_flight),
                 ("I/O worker peak RSS MiB", ours_io.peak_rss_mb, bare_io.peak_rss_mb),
             ]
         if args.scale_out:

@@ -3,6 +3,7 @@ one statement, a job run is two (the claim and the settle)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,9 +53,9 @@ def test_statements_per_submit_and_per_job(
     assert statements == ["WITH"], statements  # cache look-up and insert in one
 
     with counted() as statements:
-        assert run_job(job_id, "round-trips") == "succeeded"
+        assert asyncio.run(run_job(job_id, "round-trips")) == "succeeded"
     assert statements == ["WITH", "WITH"], statements  # claim+reserve+record, settle
 
     with counted() as statements:
-        assert run_job(job_id, "round-trips") == "skipped"  # a redelivered message
+        assert asyncio.run(run_job(job_id, "round-trips")) == "skipped"  # a redelivered message
     assert statements == ["WITH"], statements

@@ -1,11 +1,12 @@
-"""The worker's Celery app: configuration, and the maintenance loop started with it."""
+"""The worker's Celery app: configuration, and the call loop and maintenance loop
+started and stopped with it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import worker_init, worker_ready, worker_shutdown
 
 from aijobs.broker import celery_config
 from aijobs.settings import get_settings
@@ -13,6 +14,21 @@ from aijobs.settings import get_settings
 app = Celery("aijobs")
 app.config_from_object(celery_config(get_settings()))
 app.conf.imports = ("worker.tasks",)
+
+# A call never outlives its timeout_s (at most 600 s), nor the settle after it.
+DRAIN_S = 630.0
+
+
+@worker_init.connect  # type: ignore[untyped-decorator]
+def _start_call_loop(**_: Any) -> None:
+    from worker.call_loop import call_loop
+
+    settings = get_settings()
+    call_loop.start(
+        slots=settings.worker_concurrency,
+        db_threads=settings.db_pool_size,
+        webhook_threads=settings.webhook_threads,
+    )
 
 
 @worker_ready.connect  # type: ignore[untyped-decorator]
@@ -25,3 +41,11 @@ def _start_maintenance(**_: Any) -> None:
     port = get_settings().worker_metrics_port
     if port:
         status_server.start(port)
+
+
+@worker_shutdown.connect  # type: ignore[untyped-decorator]
+def _drain_call_loop(**_: Any) -> None:
+    """Warm shutdown: Celery has stopped taking messages; the calls in flight finish."""
+    from worker.call_loop import call_loop
+
+    call_loop.drain(DRAIN_S)

@@ -1,11 +1,14 @@
 """Run one attempt of a job: claim it (recording the call), call the provider, settle.
 
 Each run makes at most one provider call. A retry goes back to queued with a due
-time in Postgres, so waiting never holds a worker slot.
+time in Postgres, so waiting never holds a worker slot. A run is a coroutine on the
+worker's call loop (worker/call_loop.py): the provider call is awaited, and the two
+statements (claim, settle) run on the loop's small database thread pool.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -37,7 +40,7 @@ def _result(completion: Completion, parsed: Any) -> dict[str, Any]:
     }
 
 
-def _call(
+async def _call(
     job: execution.Claimed,
 ) -> tuple[Completion | None, Any, ProviderError | None, int]:
     """One provider call, its output validated; never raises."""
@@ -50,7 +53,7 @@ def _call(
     in_flight.inc()
     try:
         provider, name = provider_for(job.model)
-        completion = provider.run(name, request, job.timeout_s)
+        completion = await provider.run(name, request, job.timeout_s)
         if request.response_schema is not None:
             parsed = parse_output(completion.content, request.response_schema)
     except InvalidOutput as exc:
@@ -75,30 +78,54 @@ def _next_model(job: execution.Claimed) -> str | None:
 CAPPED_RETRY_S = 0.5
 
 
-def run_job(job_id: uuid.UUID, owner: str) -> str:
+async def run_job(job_id: uuid.UUID, owner: str) -> str:
     """Returns what happened, for logs and tests:
     skipped | deferred | succeeded | failed | retrying."""
     if not inflight.caps() and not get_settings().model_inflight_cap:
-        return _run(job_id, owner)
-    with autocommit() as conn:
-        upcoming = execution.next_call(conn, job_id)
+        return await _run(job_id, owner)
+    upcoming = await asyncio.to_thread(_next_call, job_id)
     if upcoming is None:
         return "skipped"
     model, timeout_s = upcoming
     if not inflight.cap_for(model):
-        return _run(job_id, owner)
+        return await _run(job_id, owner)
     slot = f"{job_id}:{owner}"
-    if not inflight.acquire(model, slot, hold_s=timeout_s + 30):
-        with autocommit() as conn:
-            execution.defer(conn, job_id, CAPPED_RETRY_S)
+    if not await asyncio.to_thread(inflight.acquire, model, slot, timeout_s + 30):
+        await asyncio.to_thread(_defer, job_id)
         return "deferred"
     try:
-        return _run(job_id, owner)
+        return await _run(job_id, owner)
     finally:
-        inflight.release(model, slot)
+        await asyncio.to_thread(inflight.release, model, slot)
 
 
-def _run(job_id: uuid.UUID, owner: str) -> str:
+def _next_call(job_id: uuid.UUID) -> tuple[str, float] | None:
+    with autocommit() as conn:
+        return execution.next_call(conn, job_id)
+
+
+def _defer(job_id: uuid.UUID) -> None:
+    with autocommit() as conn:
+        execution.defer(conn, job_id, CAPPED_RETRY_S)
+
+
+async def _run(job_id: uuid.UUID, owner: str) -> str:
+    job = await asyncio.to_thread(_claim, job_id, owner)
+    if not isinstance(job, execution.Claimed):
+        return job
+    tags = {
+        "job_id": str(job.id),
+        "tenant": str(job.tenant_id),
+        "model": job.model,
+        "attempt": str(job.attempt_no),
+    }
+    with sentry.job_scope(**tags):
+        completion, parsed, error, latency_ms = await _call(job)
+    return await asyncio.to_thread(_record, job, owner, completion, parsed, error, latency_ms)
+
+
+def _claim(job_id: uuid.UUID, owner: str) -> execution.Claimed | str:
+    """The claim statement; what happened instead when there is nothing to call."""
     today, month = budget.periods()
     with autocommit() as conn:
         job = execution.claim(conn, job_id, owner, get_settings().lease_s, today=today, month=month)
@@ -110,17 +137,18 @@ def _run(job_id: uuid.UUID, owner: str) -> str:
                 coalescing.finish_followers(conn, job_id)
             log.info("job %s: refused (%s)", job_id, job.code)
             return "failed"
-    if job is None:
-        return "skipped"
+    return "skipped" if job is None else job
 
-    tags = {
-        "job_id": str(job.id),
-        "tenant": str(job.tenant_id),
-        "model": job.model,
-        "attempt": str(job.attempt_no),
-    }
-    with sentry.job_scope(**tags):
-        completion, parsed, error, latency_ms = _call(job)
+
+def _record(
+    job: execution.Claimed,
+    owner: str,
+    completion: Completion | None,
+    parsed: Any,
+    error: ProviderError | None,
+    latency_ms: int,
+) -> str:
+    """The settle statement, with the call's cost, metrics and log line."""
     input_tokens = completion.input_tokens if completion else 0
     output_tokens = completion.output_tokens if completion else 0
     call = execution.CallRecord(

@@ -14,6 +14,8 @@ from typing import Any
 from aijobs.commands import supervise
 from aijobs.settings import get_settings
 
+SWITCH_INTERVAL_S = 0.0005
+
 
 def cmd_migrate(_: argparse.Namespace) -> int:
     from aijobs.migrate import upgrade
@@ -43,23 +45,29 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if os.environ.get(supervise.CHILD_ENV) != "1":
         me = [sys.executable, "-m", "aijobs.cli", "worker", "--concurrency", str(concurrency)]
         return supervise.supervise(me, copies=args.processes)
+    # The call loop holds `concurrency` calls in flight; the settings it reads.
+    os.environ["AIJOBS_WORKER_CONCURRENCY"] = str(concurrency)
     if "AIJOBS_DB_POOL_SIZE" not in os.environ:
-        # Each thread holds a connection only for a statement: a pool of a few dozen
-        # serves hundreds of threads, and several processes must fit max_connections.
-        os.environ["AIJOBS_DB_POOL_SIZE"] = str(min(10 + concurrency // 20, 40))
-        os.environ.setdefault("AIJOBS_DB_MAX_OVERFLOW", "5")
-        get_settings.cache_clear()
+        # A call holds a connection only for its two statements, on the loop's database
+        # threads (one per pooled connection): a few dozen serve a thousand calls, and
+        # several processes must fit max_connections. Webhook threads may open more.
+        os.environ["AIJOBS_DB_POOL_SIZE"] = str(min(8 + concurrency // 50, 32))
+        os.environ.setdefault("AIJOBS_DB_MAX_OVERFLOW", "16")
+    get_settings.cache_clear()
+    # The consumer and the loop hand the GIL to each other many times a job; the
+    # default 5 ms turn would hold each hand-over up (measured: docs/scaling.md).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
     from aijobs.broker import QUEUE, WEBHOOK_QUEUE
     from worker.celery_app import app
 
-    # Threads, not prefork: AI calls wait on the network, and the lease renewal
-    # thread must share the process of the calls it vouches for.
+    # The solo pool: Celery's consumer runs each task inline, and a task only admits
+    # its attempt to the call loop (blocking while the loop is full). The calls wait
+    # on the loop, not in a thread or a process each.
     app.worker_main(
         [
             "worker",
-            "--pool=threads",
-            f"--concurrency={concurrency}",
+            "--pool=solo",
             "--loglevel=INFO",
             f"--queues={QUEUE},{WEBHOOK_QUEUE}",
             "--without-gossip",

@@ -15,22 +15,23 @@ import anthropic
 from aijobs.pricing import price_for
 from aijobs.schemas import JobRequest
 from aijobs.settings import get_settings
-from worker.providers.base import Completion, ProviderError
+from worker.providers.base import Completion, ProviderError, connection_limits
 
 TOOL_NAME = "respond"
 
 
 @lru_cache
-def _client() -> anthropic.Anthropic:
+def _client() -> anthropic.AsyncAnthropic:
     settings = get_settings()
     if not settings.anthropic_api_key:
         raise ProviderError(
             "provider_error", "ANTHROPIC_API_KEY is not set on the worker", retryable=False
         )
-    return anthropic.Anthropic(
+    return anthropic.AsyncAnthropic(
         api_key=settings.anthropic_api_key,
         base_url=settings.anthropic_base_url,
         max_retries=0,
+        http_client=anthropic.DefaultAsyncHttpxClient(limits=connection_limits()),
     )
 
 
@@ -65,10 +66,10 @@ def _kwargs(name: str, request: JobRequest) -> dict[str, Any]:
 
 
 class AnthropicProvider:
-    def run(self, name: str, request: JobRequest, timeout_s: float) -> Completion:
+    async def run(self, name: str, request: JobRequest, timeout_s: float) -> Completion:
         if request.task != "chat":
             raise ProviderError("provider_error", "Anthropic has no embeddings", retryable=False)
-        message = _client().messages.create(**_kwargs(name, request), timeout=timeout_s)
+        message = await _client().messages.create(**_kwargs(name, request), timeout=timeout_s)
         content = ""
         for block in message.content:
             if block.type == "tool_use" and request.response_schema is not None:

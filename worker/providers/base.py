@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import httpx2
+
 from aijobs.schemas import JobRequest
+from aijobs.settings import get_settings
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,15 @@ class ProviderError(Exception):
 
 
 class Provider(Protocol):
-    def run(self, name: str, request: JobRequest, timeout_s: float) -> Completion:
+    async def run(self, name: str, request: JobRequest, timeout_s: float) -> Completion:
         """Make exactly one provider call (no SDK retries) and return its result."""
+
+
+def connection_limits() -> httpx2.Limits:
+    """One connection per call the worker's loop may have in flight, all kept alive
+    (the SDKs' HTTP client is httpx2)."""
+    slots = get_settings().worker_concurrency
+    return httpx2.Limits(max_connections=slots, max_keepalive_connections=slots)
 
 
 def estimate_tokens(text: str) -> int:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 
 import anthropic
-import httpx
+import httpx2
 import openai
 
 from worker.providers.base import ProviderError
@@ -60,7 +60,9 @@ def map_exception(exc: BaseException) -> ProviderError:
     """Map an SDK or transport exception to a ProviderError."""
     if isinstance(exc, ProviderError):
         return exc
-    if isinstance(exc, openai.APITimeoutError | anthropic.APITimeoutError | httpx.TimeoutException):
+    if isinstance(
+        exc, openai.APITimeoutError | anthropic.APITimeoutError | httpx2.TimeoutException
+    ):
         return ProviderError(
             "provider_timeout", "the provider did not answer in time", retryable=True
         )
@@ -71,7 +73,7 @@ def map_exception(exc: BaseException) -> ProviderError:
             exc.response.headers,
         )
     if isinstance(
-        exc, openai.APIConnectionError | anthropic.APIConnectionError | httpx.TransportError
+        exc, openai.APIConnectionError | anthropic.APIConnectionError | httpx2.TransportError
     ):
         return ProviderError(
             "provider_error", f"connection to the provider failed: {exc}", retryable=True

@@ -10,20 +10,27 @@ import openai
 
 from aijobs.schemas import JobRequest
 from aijobs.settings import get_settings
-from worker.providers.base import Completion, ProviderError, estimate_tokens, request_text
+from worker.providers.base import (
+    Completion,
+    ProviderError,
+    connection_limits,
+    estimate_tokens,
+    request_text,
+)
 
 
 @lru_cache
-def _client() -> openai.OpenAI:
+def _client() -> openai.AsyncOpenAI:
     settings = get_settings()
     if not settings.openai_api_key:
         raise ProviderError(
             "provider_error", "OPENAI_API_KEY is not set on the worker", retryable=False
         )
-    return openai.OpenAI(
+    return openai.AsyncOpenAI(
         api_key=settings.openai_api_key,
         base_url=settings.openai_base_url,
         max_retries=0,
+        http_client=openai.DefaultAsyncHttpxClient(limits=connection_limits()),
     )
 
 
@@ -42,11 +49,11 @@ def _chat_kwargs(name: str, request: JobRequest) -> dict[str, Any]:
 
 
 class OpenAIProvider:
-    def run(self, name: str, request: JobRequest, timeout_s: float) -> Completion:
+    async def run(self, name: str, request: JobRequest, timeout_s: float) -> Completion:
         client = _client()
         if request.task == "embed":
             inputs = request.input if isinstance(request.input, list) else [request.input or ""]
-            embedded = client.embeddings.create(model=name, input=inputs, timeout=timeout_s)
+            embedded = await client.embeddings.create(model=name, input=inputs, timeout=timeout_s)
             vectors = [item.embedding for item in sorted(embedded.data, key=lambda d: d.index)]
             usage = embedded.usage
             tokens = usage.prompt_tokens if usage else estimate_tokens(request_text(request))
@@ -57,7 +64,9 @@ class OpenAIProvider:
                 output_tokens=0,
                 embeddings=vectors,
             )
-        response = client.chat.completions.create(**_chat_kwargs(name, request), timeout=timeout_s)
+        response = await client.chat.completions.create(
+            **_chat_kwargs(name, request), timeout=timeout_s
+        )
         if not response.choices:
             raise ProviderError(
                 "provider_error", "the provider returned no choices", retryable=True

@@ -6,9 +6,9 @@ vectors. Latency and the share of transient failures come from settings.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
-import time
 
 from aijobs.schemas import JobRequest
 from aijobs.settings import get_settings
@@ -27,14 +27,14 @@ def _vector(text: str) -> list[float]:
 
 
 class SimProvider:
-    def run(self, name: str, request: JobRequest, timeout_s: float) -> Completion:
+    async def run(self, name: str, request: JobRequest, timeout_s: float) -> Completion:
         settings = get_settings()
         latency = settings.sim_latency_s
         if latency > timeout_s:
-            time.sleep(timeout_s)
+            await asyncio.sleep(timeout_s)
             raise ProviderError("provider_timeout", "sim: simulated timeout", retryable=True)
         if latency:
-            time.sleep(latency)
+            await asyncio.sleep(latency)
         if settings.sim_error_rate and random.random() < settings.sim_error_rate:
             raise ProviderError(
                 "provider_error", "sim: simulated transient error", retryable=True, http_status=503
