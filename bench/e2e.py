@@ -19,7 +19,7 @@ from bench.common import (
     sql,
 )
 
-POLL_S = 0.05
+POLL_S = 0.25
 TERMINAL_SQL = "SELECT count(*) FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled')"
 FAILED_SQL = "SELECT count(*) FROM jobs WHERE status <> 'succeeded'"
 DONE_SQL = "SELECT count(*) FROM bench_rows WHERE done"

@@ -6,9 +6,11 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 from bench import common
 
@@ -28,6 +30,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--io", action="store_true", help="also the I/O-bound figure: sim at 1 s, 1000 threads"
     )
     parser.add_argument("--io-jobs", type=int, default=4000)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="I/O-bound runs of each side (medians reported)"
+    )
     parser.add_argument(
         "--scale-out", action="store_true", help="also one worker vs two, CPU not the limit"
     )
@@ -73,6 +78,14 @@ def _ratio(ours: float, base: float) -> str:
     if not base or math.isnan(ours) or math.isnan(base):
         return "n/a"
     return f"{ours / base:.2f}"
+
+
+def _medians(ours: list[Any], bare: list[Any], field: str) -> tuple[float, float]:
+    """The median of each side over the repeated runs."""
+    return (
+        statistics.median(getattr(run, field) for run in ours),
+        statistics.median(getattr(run, field) for run in bare),
+    )
 
 
 def _table(rows: list[tuple[str, float, float]]) -> str:
@@ -149,23 +162,33 @@ def main(argv: list[str] | None = None) -> int:
         if args.io:
             from bench.e2e import e2e_baseline, e2e_ours
 
-            common.sql("TRUNCATE jobs CASCADE")
-            common.flush_redis()
             load = {"jobs": args.io_jobs, "concurrency": args.io_concurrency, "latency_s": 1.0}
-            print(f"bench: I/O-bound, ours ({args.io_jobs} jobs, sim at 1 s)", flush=True)
-            ours_io = e2e_ours(
-                children,
-                jobs=args.io_jobs,
-                concurrency=args.io_concurrency // args.io_processes,
-                latency_s=1.0,
-                processes=args.io_processes,
-            )
-            print("bench: I/O-bound, baseline (a Celery task sleeping 1 s)", flush=True)
-            bare_io = e2e_baseline(children, **load)
+            ours_runs, bare_runs = [], []
+            for run in range(1, args.repeat + 1):
+                common.sql("TRUNCATE jobs CASCADE")
+                common.flush_redis()
+                print(f"bench: I/O-bound run {run}, ours ({args.io_jobs} jobs, sim at 1 s)")
+                ours_runs.append(
+                    e2e_ours(
+                        children,
+                        jobs=args.io_jobs,
+                        concurrency=args.io_concurrency // args.io_processes,
+                        latency_s=1.0,
+                        processes=args.io_processes,
+                    )
+                )
+                print(f"bench: I/O-bound run {run}, baseline (a Celery task sleeping 1 s)")
+                bare_runs.append(e2e_baseline(children, **load))
+                print(
+                    f"bench:   {ours_runs[-1].jobs_per_s:.0f} vs {bare_runs[-1].jobs_per_s:.0f}"
+                    f" jobs/s, {ours_runs[-1].peak_in_flight} vs"
+                    f" {bare_runs[-1].peak_in_flight} in flight",
+                    flush=True,
+                )
             rows += [
-                ("I/O jobs/s (1 s calls)", ours_io.jobs_per_s, bare_io.jobs_per_s),
-                ("I/O peak calls in flight", ours_io.peak_in_flight, bare_io.peak_in_flight),
-                ("I/O worker peak RSS MiB", ours_io.peak_rss_mb, bare_io.peak_rss_mb),
+                ("I/O jobs/s (1 s calls)", *_medians(ours_runs, bare_runs, "jobs_per_s")),
+                ("I/O peak calls in flight", *_medians(ours_runs, bare_runs, "peak_in_flight")),
+                ("I/O worker peak RSS MiB", *_medians(ours_runs, bare_runs, "peak_rss_mb")),
             ]
         if args.scale_out:
             from bench.e2e import e2e_ours

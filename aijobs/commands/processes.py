@@ -15,6 +15,7 @@ from aijobs.commands import supervise
 from aijobs.settings import get_settings
 
 SWITCH_INTERVAL_S = 0.0005
+WORKER_DB_POOL = 4
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
@@ -48,10 +49,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # The call loop holds `concurrency` calls in flight; the settings it reads.
     os.environ["AIJOBS_WORKER_CONCURRENCY"] = str(concurrency)
     if "AIJOBS_DB_POOL_SIZE" not in os.environ:
-        # A call holds a connection only for its two statements, on the loop's database
-        # threads (one per pooled connection): a few dozen serve a thousand calls, and
-        # several processes must fit max_connections. Webhook threads may open more.
-        os.environ["AIJOBS_DB_POOL_SIZE"] = str(min(8 + concurrency // 50, 32))
+        # The claim and settle run on the loop's database threads, one per pooled
+        # connection. A handful serve a thousand calls (each holds one ~1 ms a statement);
+        # more only made Postgres contend on a 2-core host (docs/scaling.md). Webhook
+        # threads and the maintenance loop may open the overflow.
+        os.environ["AIJOBS_DB_POOL_SIZE"] = str(WORKER_DB_POOL)
         os.environ.setdefault("AIJOBS_DB_MAX_OVERFLOW", "16")
     get_settings.cache_clear()
     # The consumer and the loop hand the GIL to each other many times a job; the
