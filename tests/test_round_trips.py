@@ -18,7 +18,7 @@ from aijobs.settings import get_settings
 from aijobs.submission import submit
 from aijobs.tenants import create_key
 from tests.conftest import Services
-from worker.runner import run_job
+from worker.runner import Started, claim, complete
 
 
 @contextmanager
@@ -53,9 +53,11 @@ def test_statements_per_submit_and_per_job(
     assert statements == ["WITH"], statements  # cache look-up and insert in one
 
     with counted() as statements:
-        assert asyncio.run(run_job(job_id, "round-trips")) == "succeeded"
+        started = claim(job_id, "round-trips")
+        assert isinstance(started, Started)
+        assert asyncio.run(complete(started, "round-trips")) == "succeeded"
     assert statements == ["WITH", "WITH"], statements  # claim+reserve+record, settle
 
     with counted() as statements:
-        assert asyncio.run(run_job(job_id, "round-trips")) == "skipped"  # a redelivered message
+        assert claim(job_id, "round-trips") == "skipped"  # a redelivered message
     assert statements == ["WITH"], statements

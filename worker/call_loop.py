@@ -1,14 +1,15 @@
 """The worker's call loop: one asyncio loop per worker process, in its own thread,
-where every job attempt runs as a coroutine.
+where every provider call is awaited.
 
 AI calls spend seconds waiting on the network. A coroutine waits for almost nothing,
 where a thread a call costs memory and contends for the GIL: one process holds
-thousands of calls in flight on one loop. Celery's consumer (the solo pool) only
-admits work to the loop, and blocks while all `slots` (`--concurrency`) are taken,
-so the worker takes no more messages than it can run. The claim and settle
-statements run on the loop's database threads, one per pooled connection, so no
-burst opens more connections than the pool holds. Webhook deliveries (blocking
-HTTP behind the SSRF guard) run on threads of their own and take slots too.
+thousands of calls in flight on one loop. Celery's consumer (the solo pool) takes a
+slot, claims the job (one statement, so a job leaves the broker only to run) and
+hands the call to the loop; it blocks while all `slots` (`--concurrency`) are taken,
+so the worker takes no more messages than it can run. The settle runs on the loop's
+database threads, one per pooled connection, so no burst opens more connections
+than the pool holds. Webhook deliveries (blocking HTTP behind the SSRF guard) run
+on threads of their own and take slots too.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -51,13 +52,24 @@ class CallLoop:
             threading.Thread(target=loop.run_forever, name="aijobs-calls", daemon=True).start()
             self._loop = loop
 
-    def run_job(self, job_id: uuid.UUID, owner: str) -> None:
-        """Admit one attempt of a job; blocks while every slot is taken."""
-        self._admit(lambda: runner.run_job(job_id, owner))
+    def run_job(self, job_id: uuid.UUID, owner: str) -> str:
+        """Claim a job and start its call on the loop; blocks while every slot is taken."""
+        self._take_slot()
+        try:
+            started = runner.claim(job_id, owner)
+        except BaseException:
+            self._free_slot()
+            raise
+        if isinstance(started, str):
+            self._free_slot()
+            return started
+        self._run(runner.complete(started, owner))
+        return "started"
 
     def deliver_webhook(self, delivery_id: int, owner: str) -> None:
-        """Admit one attempt of a webhook delivery; blocks while every slot is taken."""
-        self._admit(lambda: self._deliver(delivery_id, owner))
+        """Start one attempt of a webhook delivery; blocks while every slot is taken."""
+        self._take_slot()
+        self._run(self._deliver(delivery_id, owner))
 
     async def _deliver(self, delivery_id: int, owner: str) -> str:
         loop = asyncio.get_running_loop()
@@ -65,20 +77,26 @@ class CallLoop:
             self._webhooks, webhook_runner.deliver, delivery_id, owner
         )
 
-    def _admit(self, work: Callable[[], Coroutine[Any, Any, str]]) -> None:
+    def _take_slot(self) -> None:
         if self._loop is None:
             raise RuntimeError("the call loop is not started")
         self._slots.acquire()
         with self._idle:
             self._running += 1
-        future = asyncio.run_coroutine_threadsafe(work(), self._loop)
-        future.add_done_callback(self._done)
 
-    def _done(self, future: Future[str]) -> None:
+    def _free_slot(self) -> None:
         self._slots.release()
         with self._idle:
             self._running -= 1
             self._idle.notify_all()
+
+    def _run(self, work: Coroutine[Any, Any, str]) -> None:
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(work, self._loop)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: Future[str]) -> None:
+        self._free_slot()
         error = future.exception()
         if error is not None:
             # Its lease lapses and the sweeper hands the work out again.

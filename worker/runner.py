@@ -1,9 +1,10 @@
 """Run one attempt of a job: claim it (recording the call), call the provider, settle.
 
 Each run makes at most one provider call. A retry goes back to queued with a due
-time in Postgres, so waiting never holds a worker slot. A run is a coroutine on the
-worker's call loop (worker/call_loop.py): the provider call is awaited, and the two
-statements (claim, settle) run on the loop's small database thread pool.
+time in Postgres, so waiting never holds a worker slot. The claim runs where the
+message is taken (Celery's consumer); the call and the settle then run on the
+worker's call loop (worker/call_loop.py): the call awaited, the settle on the loop's
+database threads.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
@@ -78,50 +80,60 @@ def _next_model(job: execution.Claimed) -> str | None:
 CAPPED_RETRY_S = 0.5
 
 
-async def run_job(job_id: uuid.UUID, owner: str) -> str:
-    """Returns what happened, for logs and tests:
-    skipped | deferred | succeeded | failed | retrying."""
-    if not inflight.caps() and not get_settings().model_inflight_cap:
-        return await _run(job_id, owner)
-    upcoming = await asyncio.to_thread(_next_call, job_id)
-    if upcoming is None:
-        return "skipped"
-    model, timeout_s = upcoming
-    if not inflight.cap_for(model):
-        return await _run(job_id, owner)
-    slot = f"{job_id}:{owner}"
-    if not await asyncio.to_thread(inflight.acquire, model, slot, timeout_s + 30):
-        await asyncio.to_thread(_defer, job_id)
-        return "deferred"
+@dataclass(frozen=True)
+class Started:
+    """A claimed job whose call is to be made, and the in-flight cap slot it holds."""
+
+    job: execution.Claimed
+    cap_slot: tuple[str, str] | None = None  # (model, slot)
+
+
+def claim(job_id: uuid.UUID, owner: str) -> Started | str:
+    """Take the job for one call (after its model's in-flight cap, if it has one); what
+    happened instead when there is nothing to call: skipped | deferred | failed."""
+    cap_slot = None
+    if inflight.caps() or get_settings().model_inflight_cap:
+        with autocommit() as conn:
+            upcoming = execution.next_call(conn, job_id)
+        if upcoming is None:
+            return "skipped"
+        model, timeout_s = upcoming
+        if inflight.cap_for(model):
+            slot = f"{job_id}:{owner}"
+            if not inflight.acquire(model, slot, hold_s=timeout_s + 30):
+                with autocommit() as conn:
+                    execution.defer(conn, job_id, CAPPED_RETRY_S)
+                return "deferred"
+            cap_slot = (model, slot)
     try:
-        return await _run(job_id, owner)
-    finally:
-        await asyncio.to_thread(inflight.release, model, slot)
-
-
-def _next_call(job_id: uuid.UUID) -> tuple[str, float] | None:
-    with autocommit() as conn:
-        return execution.next_call(conn, job_id)
-
-
-def _defer(job_id: uuid.UUID) -> None:
-    with autocommit() as conn:
-        execution.defer(conn, job_id, CAPPED_RETRY_S)
-
-
-async def _run(job_id: uuid.UUID, owner: str) -> str:
-    job = await asyncio.to_thread(_claim, job_id, owner)
-    if not isinstance(job, execution.Claimed):
+        job = _claim(job_id, owner)
+    except BaseException:
+        if cap_slot:
+            inflight.release(*cap_slot)
+        raise
+    if isinstance(job, str):
+        if cap_slot:
+            inflight.release(*cap_slot)
         return job
+    return Started(job, cap_slot)
+
+
+async def complete(started: Started, owner: str) -> str:
+    """Make the claimed job's call and settle it: succeeded | failed | retrying."""
+    job = started.job
     tags = {
         "job_id": str(job.id),
         "tenant": str(job.tenant_id),
         "model": job.model,
         "attempt": str(job.attempt_no),
     }
-    with sentry.job_scope(**tags):
-        completion, parsed, error, latency_ms = await _call(job)
-    return await asyncio.to_thread(_record, job, owner, completion, parsed, error, latency_ms)
+    try:
+        with sentry.job_scope(**tags):
+            completion, parsed, error, latency_ms = await _call(job)
+        return await asyncio.to_thread(_record, job, owner, completion, parsed, error, latency_ms)
+    finally:
+        if started.cap_slot:
+            await asyncio.to_thread(inflight.release, *started.cap_slot)
 
 
 def _claim(job_id: uuid.UUID, owner: str) -> execution.Claimed | str:

@@ -14,7 +14,6 @@ from typing import Any
 from aijobs.commands import supervise
 from aijobs.settings import get_settings
 
-SWITCH_INTERVAL_S = 0.0005
 WORKER_DB_POOL = 4
 
 
@@ -56,9 +55,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
         os.environ["AIJOBS_DB_POOL_SIZE"] = str(WORKER_DB_POOL)
         os.environ.setdefault("AIJOBS_DB_MAX_OVERFLOW", "16")
     get_settings.cache_clear()
-    # The consumer and the loop hand the GIL to each other many times a job; the
-    # default 5 ms turn would hold each hand-over up (measured: docs/scaling.md).
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
     from aijobs.broker import QUEUE, WEBHOOK_QUEUE
     from worker.celery_app import app
