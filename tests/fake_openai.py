@@ -24,6 +24,11 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # hundreds of calls connect at once in the load tests
+
+
 DIRECTIVE = re.compile(r"\[(fail|status|429|sleep|reply|down|storm|broken):?([^\]]*)\]")
 
 
@@ -39,7 +44,7 @@ class FakeOpenAI:
         self.max_in_flight: Counter[str] = Counter()
         self.call_times: dict[str, list[float]] = {}
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = _Server(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
