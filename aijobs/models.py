@@ -159,7 +159,12 @@ class Attempt(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "attempt_no"),
         Index("ix_attempts_tenant_started", "tenant_id", "started_at"),
-        Index("ix_attempts_in_flight", "started_at", postgresql_where=text("outcome = 'started'")),
+        Index(
+            "ix_attempts_in_flight",
+            "job_id",
+            "attempt_no",
+            postgresql_where=text("outcome = 'started'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)

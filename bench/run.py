@@ -34,6 +34,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--repeat", type=int, default=3, help="I/O-bound runs of each side (medians reported)"
     )
     parser.add_argument(
+        "--capacity", action="store_true", help="also calls held at once: sim at 5 s, 1000"
+    )
+    parser.add_argument(
         "--scale-out", action="store_true", help="also one worker vs two, CPU not the limit"
     )
     parser.add_argument("--io-concurrency", type=int, default=1000)
@@ -189,6 +192,20 @@ def main(argv: list[str] | None = None) -> int:
                 ("I/O jobs/s (1 s calls)", *_medians(ours_runs, bare_runs, "jobs_per_s")),
                 ("I/O peak calls in flight", *_medians(ours_runs, bare_runs, "peak_in_flight")),
                 ("I/O worker peak RSS MiB", *_medians(ours_runs, bare_runs, "peak_rss_mb")),
+            ]
+        if args.capacity:
+            from bench.e2e import e2e_baseline, e2e_ours
+
+            # Long calls: how many one worker process holds at once, and in what memory.
+            common.sql("TRUNCATE jobs CASCADE")
+            common.flush_redis()
+            print("bench: capacity, ours (2000 jobs, sim at 5 s, 1000 slots)", flush=True)
+            held = e2e_ours(children, jobs=2000, concurrency=1000, latency_s=5.0)
+            print("bench: capacity, baseline (1000 threads sleeping 5 s)", flush=True)
+            bare_held = e2e_baseline(children, jobs=2000, concurrency=1000, latency_s=5.0)
+            rows += [
+                ("5 s calls: peak in flight", held.peak_in_flight, bare_held.peak_in_flight),
+                ("5 s calls: peak RSS MiB", held.peak_rss_mb, bare_held.peak_rss_mb),
             ]
         if args.scale_out:
             from bench.e2e import e2e_ours

@@ -1,10 +1,9 @@
 """Run one attempt of a job: claim it (recording the call), call the provider, settle.
 
 Each run makes at most one provider call. A retry goes back to queued with a due
-time in Postgres, so waiting never holds a worker slot. The claim runs where the
-message is taken (Celery's consumer); the call and the settle then run on the
-worker's call loop (worker/call_loop.py): the call awaited, the settle on the loop's
-database threads.
+time in Postgres, so waiting never holds a worker slot. Attempts run on the worker's
+call loop (worker/call_loop.py): the claim and the settle on its database threads,
+the provider call awaited in between.
 """
 
 from __future__ import annotations

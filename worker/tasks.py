@@ -12,8 +12,8 @@ from worker.identity import worker_id
 
 
 @app.task(name=RUN_JOB_TASK)  # type: ignore[untyped-decorator]
-def run_job(job_id: str) -> str:
-    return call_loop.run_job(uuid.UUID(job_id), worker_id())
+def run_job(job_id: str) -> None:
+    call_loop.run_job(uuid.UUID(job_id), worker_id())
 
 
 @app.task(name=DELIVER_WEBHOOK_TASK)  # type: ignore[untyped-decorator]
