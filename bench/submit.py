@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bench.common import VENV_BIN, Children, bench_env, free_port, wait_http
+from aijobs.commands.processes import wait_ready
+from aijobs.embedded import free_port
+from bench.common import VENV_BIN, Children, bench_env
 from bench.load import LoadResult, run_load
 
 BODY = {"model": "sim/echo", "messages": [{"role": "user", "content": "hello from the bench"}]}
@@ -66,7 +68,7 @@ def submit_ours(
     proc = children.start("api-ours", argv, bench_env())
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_http(base + "/readyz", proc)
+        wait_ready(base + "/readyz", proc)
         load = {"seconds": seconds, "concurrency": concurrency, "procs": procs}
         new = _measure(base, api_key, **load)  # type: ignore[arg-type]
         _prime_cache(api_key)
@@ -97,7 +99,7 @@ def submit_baseline(
     proc = children.start("api-baseline", argv, bench_env())
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_http(base + "/healthz", proc)
+        wait_ready(base + "/healthz", proc)
         return _measure(base, "unused", seconds=seconds, concurrency=concurrency, procs=procs)
     finally:
         children.stop(proc)

@@ -75,11 +75,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _wait_ready(url: str, child: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+def wait_ready(url: str, child: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    """Until `url` answers 200; fails if `child` exits first or time runs out."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if child.poll() is not None:
-            raise RuntimeError("the API process exited during start-up")
+            raise RuntimeError(f"process exited during start-up: {child.args!r}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -87,7 +88,7 @@ def _wait_ready(url: str, child: subprocess.Popen[bytes], timeout_s: float = 60)
         except OSError:
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"the API did not become ready at {url}")
+    raise RuntimeError(f"{url} did not become ready")
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -123,7 +124,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         children.append(api)
         children.append(subprocess.Popen([*me, "worker", "--concurrency", str(args.concurrency)]))
         base = f"http://{args.host}:{args.port}"
-        _wait_ready(base + "/readyz", api)
+        wait_ready(base + "/readyz", api)
         print(
             "\n".join(
                 [
