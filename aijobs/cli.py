@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     api.set_defaults(func=processes.cmd_api)
 
     worker = sub.add_parser("worker", help="run a Celery worker")
-    worker.add_argument("--concurrency", type=int, default=None, help="threads per process")
+    worker.add_argument("--concurrency", type=int, default=None, help="calls in flight per process")
     worker.add_argument(
         "--processes", type=int, default=1, help="worker processes (e.g. one per core)"
     )

@@ -60,3 +60,16 @@ def test_a_missing_database_url_is_a_clear_error(services: Services) -> None:
     result = subprocess.run([*AIJOBS, "migrate"], env=env, capture_output=True, text=True)
     assert result.returncode == 2
     assert "AIJOBS_DATABASE_URL is not set" in result.stderr
+
+
+def test_worker_refuses_a_concurrency_below_one(services: Services) -> None:
+    for flags in (["--concurrency", "0"], ["--processes", "0"]):
+        result = subprocess.run(
+            [*AIJOBS, "worker", *flags],
+            env=child_env(services.database_url, services.redis_url),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2, result.stderr
+        assert "must be at least 1" in result.stderr

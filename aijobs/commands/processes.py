@@ -39,9 +39,11 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    concurrency = args.concurrency or get_settings().worker_concurrency
-    if args.processes < 1:
-        raise RuntimeError("--processes must be at least 1")
+    concurrency = (
+        get_settings().worker_concurrency if args.concurrency is None else args.concurrency
+    )
+    if concurrency < 1 or args.processes < 1:
+        raise RuntimeError("--concurrency and --processes must be at least 1")
     if os.environ.get(supervise.CHILD_ENV) != "1":
         me = [sys.executable, "-m", "aijobs.cli", "worker", "--concurrency", str(concurrency)]
         return supervise.supervise(me, copies=args.processes)
