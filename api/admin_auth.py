@@ -14,7 +14,7 @@ from aijobs.errors import AdminOff, Forbidden, Unauthorized
 from aijobs.settings import get_settings
 
 
-def require_admin(authorization: Annotated[str | None, Header()] = None) -> None:
+async def require_admin(authorization: Annotated[str | None, Header()] = None) -> None:
     expected = get_settings().admin_token
     if not expected:
         raise AdminOff("the admin API is off (AIJOBS_ADMIN_TOKEN is not set)")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from aijobs.db import get_sessionmaker, session_scope
@@ -16,22 +17,29 @@ from aijobs.tenants import TenantInfo, authenticate, hash_key
 from api import rate_limit
 
 
-def get_session() -> Iterator[Session]:
+async def get_session() -> AsyncIterator[Session]:
+    """A session for the request, committed after the route (rolled back on error).
+
+    Async, though the routes using it are not: FastAPI runs a sync dependency in the
+    thread pool, and a session costs no I/O until the route's first statement (in the
+    route's own thread). Ending it only leaves the loop when a transaction is open."""
     session = get_sessionmaker()()
     try:
         yield session
-        session.commit()
+        if session.in_transaction():
+            await run_in_threadpool(session.commit)
     except BaseException:
-        session.rollback()
+        if session.in_transaction():
+            await run_in_threadpool(session.rollback)
         raise
     finally:
-        session.close()
+        session.close()  # no transaction left: no I/O
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str:
+async def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str:
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send Authorization: Bearer <api key>")
@@ -73,21 +81,26 @@ def forget_cached_keys() -> None:
     _keys.clear()
 
 
-def get_tenant(token: Annotated[str, Depends(bearer_token)]) -> TenantInfo:
+def _authenticate(token: str) -> TenantInfo:
+    # Its own short unit of work: a long-poll must not hold a connection while it waits.
+    with session_scope() as session:
+        return authenticate(session, token)
+
+
+async def get_tenant(token: Annotated[str, Depends(bearer_token)]) -> TenantInfo:
+    """On the loop when the key is cached (most requests), in the thread pool when not."""
     key_hash = hash_key(token)
     tenant = _keys.get(key_hash)
     if tenant is None:
-        # Its own short unit of work: a long-poll must not hold a connection while it waits.
-        with session_scope() as session:
-            tenant = authenticate(session, token)
+        tenant = await run_in_threadpool(_authenticate, token)
         _keys.put(key_hash, tenant)
     return tenant
 
 
-def limited_tenant(tenant: Annotated[TenantInfo, Depends(get_tenant)]) -> TenantInfo:
+async def limited_tenant(tenant: Annotated[TenantInfo, Depends(get_tenant)]) -> TenantInfo:
     """The tenant, once its requests-per-minute allow this one."""
     if tenant.rpm:
-        rate_limit.check(tenant.id, tenant.rpm)
+        await run_in_threadpool(rate_limit.check, tenant.id, tenant.rpm)
     return tenant
 
 

@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         api_key, limited_key = _setup()
         if not args.skip_submit:
+            from bench.load import LoadResult
             from bench.submit import submit_baseline, submit_ours
 
             load = {
@@ -120,23 +121,42 @@ def main(argv: list[str] | None = None) -> int:
                 "concurrency": args.concurrency,
                 "procs": args.client_procs,
             }
-            print(f"bench: submit, ours ({args.seconds:g} s, C={args.concurrency})", flush=True)
-            ours, hits, limited = submit_ours(children, api_key, limited_key=limited_key, **load)
-            print("bench: submit, baseline", flush=True)
-            base = submit_baseline(children, **load)
-            for result, who in ((ours, "ours"), (hits, "ours (hits)"), (base, "baseline")):
-                if result.errors:
-                    print(f"bench: {who}: {result.errors} errors, first: {result.first_error}")
+            news: list[LoadResult] = []
+            hits: list[LoadResult] = []
+            limits: list[LoadResult] = []
+            bases: list[LoadResult] = []
+            for run in range(1, args.repeat + 1):
+                print(f"bench: submit run {run} ({args.seconds:g} s, C={args.concurrency})")
+                new, hit, limited = submit_ours(children, api_key, limited_key=limited_key, **load)
+                news.append(new)
+                hits.append(hit)
+                limits.append(limited)
+                bases.append(submit_baseline(children, **load))
+                for result, who in ((new, "ours"), (hit, "ours (hits)"), (bases[-1], "baseline")):
+                    if result.errors:
+                        print(f"bench: {who}: {result.errors} errors, first: {result.first_error}")
+                print(f"bench:   {new.rps:.0f} vs {bases[-1].rps:.0f} req/s", flush=True)
+
+            def median(runs: list[LoadResult], figure: str) -> float:
+                if figure == "rps":
+                    return statistics.median(run.rps for run in runs)
+                if figure == "errors":
+                    return float(sum(run.errors for run in runs))
+                return statistics.median(run.percentile_ms(float(figure)) for run in runs)
+
+            def pair(ours: list[LoadResult], figure: str) -> tuple[float, float]:
+                return median(ours, figure), median(bases, figure)
+
             rows += [
-                ("submit req/s", ours.rps, base.rps),
-                ("submit p50 ms", ours.percentile_ms(0.5), base.percentile_ms(0.5)),
-                ("submit p99 ms", ours.percentile_ms(0.99), base.percentile_ms(0.99)),
-                ("submit errors", float(ours.errors), float(base.errors)),
+                ("submit req/s", *pair(news, "rps")),
+                ("submit p50 ms", *pair(news, "0.5")),
+                ("submit p99 ms", *pair(news, "0.99")),
+                ("submit errors (all runs)", *pair(news, "errors")),
                 # A hit is terminal in the POST response: submit latency is submit->terminal.
-                ("cache hit req/s", hits.rps, base.rps),
-                ("cache hit p50 ms", hits.percentile_ms(0.5), base.percentile_ms(0.5)),
-                ("cache hit p99 ms", hits.percentile_ms(0.99), base.percentile_ms(0.99)),
-                ("submit, budget+rpm on / off", limited.rps if limited else 0.0, ours.rps),
+                ("cache hit req/s", *pair(hits, "rps")),
+                ("cache hit p50 ms", *pair(hits, "0.5")),
+                ("cache hit p99 ms", *pair(hits, "0.99")),
+                ("submit, budget+rpm on / off", median(limits, "rps"), median(news, "rps")),
             ]
         if not args.skip_e2e:
             from bench.e2e import DrainResult, e2e_baseline, e2e_ours

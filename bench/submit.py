@@ -60,8 +60,8 @@ def submit_ours(
     seconds: float,
     concurrency: int,
     procs: int,
-    limited_key: str | None = None,
-) -> tuple[LoadResult, LoadResult, LoadResult | None]:
+    limited_key: str,
+) -> tuple[LoadResult, LoadResult, LoadResult]:
     """(new jobs, cache hits, new jobs of a tenant with a budget and an rpm limit)."""
     port = free_port()
     argv = [str(VENV_BIN / "aijobs"), "api", "--host", "127.0.0.1", "--port", str(port)]
@@ -73,9 +73,7 @@ def submit_ours(
         new = _measure(base, api_key, **load)  # type: ignore[arg-type]
         _prime_cache(api_key)
         hits = _measure(base, api_key, unique=False, **load)  # type: ignore[arg-type]
-        limited = None
-        if limited_key is not None:
-            limited = _measure(base, limited_key, **load)  # type: ignore[arg-type]
+        limited = _measure(base, limited_key, **load)  # type: ignore[arg-type]
         return new, hits, limited
     finally:
         children.stop(proc)
