@@ -26,6 +26,33 @@ def row_of(job: Job) -> dict[str, Any]:
     return {attr.columns[0].name: getattr(job, attr.key) for attr in mapper.column_attrs}
 
 
+# The columns view() reads: a statement that returns a job to show selects just these
+# (a job's stored request, prompts and all, never needs to travel back to the API).
+VIEW_COLUMNS = (
+    "id",
+    "status",
+    "model",
+    "current_model",
+    "task",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "attempts",
+    "result",
+    "error_code",
+    "error_message",
+    "error_retryable",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "cache_hit",
+    "metadata",
+    "webhook_url",
+    "webhook_status",
+    "webhook_attempts",
+)
+
+
 def view(row: Mapping[str, Any]) -> dict[str, Any]:
     error = None
     if row["error_code"] is not None:
