@@ -33,6 +33,10 @@ def cmd_api(args: argparse.Namespace) -> int:
         port=args.port,
         log_config=None,  # our handlers: JSON lines with the request id
         access_log=False,
+        # Longer than clients' and load balancers' idle timeouts (httpx: 5 s, like
+        # uvicorn's default): otherwise the server may close a kept-alive connection
+        # just as a client sends on it, and that request fails with a reset.
+        timeout_keep_alive=75,
         timeout_graceful_shutdown=30,
     )
     return 0
