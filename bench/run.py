@@ -10,6 +10,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 from bench import common
@@ -86,12 +88,11 @@ def _ratio(ours: float, base: float) -> str:
     return f"{ours / base:.2f}"
 
 
-def _medians(ours: list[Any], bare: list[Any], field: str) -> tuple[float, float]:
-    """The median of each side over the repeated runs."""
-    return (
-        statistics.median(getattr(run, field) for run in ours),
-        statistics.median(getattr(run, field) for run in bare),
-    )
+def _medians(
+    ours: list[Any], bare: list[Any], figure: Callable[[Any], float]
+) -> tuple[float, float]:
+    """The median of a figure on each side over the repeated runs."""
+    return statistics.median(map(figure, ours)), statistics.median(map(figure, bare))
 
 
 def _table(rows: list[tuple[str, float, float]]) -> str:
@@ -137,26 +138,25 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"bench: {who}: {result.errors} errors, first: {result.first_error}")
                 print(f"bench:   {new.rps:.0f} vs {bases[-1].rps:.0f} req/s", flush=True)
 
-            def median(runs: list[LoadResult], figure: str) -> float:
-                if figure == "rps":
-                    return statistics.median(run.rps for run in runs)
-                if figure == "errors":
-                    return float(sum(run.errors for run in runs))
-                return statistics.median(run.percentile_ms(float(figure)) for run in runs)
+            rps = attrgetter("rps")
 
-            def pair(ours: list[LoadResult], figure: str) -> tuple[float, float]:
-                return median(ours, figure), median(bases, figure)
+            def p50(run: LoadResult) -> float:
+                return run.percentile_ms(0.5)
 
+            def p99(run: LoadResult) -> float:
+                return run.percentile_ms(0.99)
+
+            errors = (float(sum(r.errors for r in news)), float(sum(r.errors for r in bases)))
             rows += [
-                ("submit req/s", *pair(news, "rps")),
-                ("submit p50 ms", *pair(news, "0.5")),
-                ("submit p99 ms", *pair(news, "0.99")),
-                ("submit errors (all runs)", *pair(news, "errors")),
+                ("submit req/s", *_medians(news, bases, rps)),
+                ("submit p50 ms", *_medians(news, bases, p50)),
+                ("submit p99 ms", *_medians(news, bases, p99)),
+                ("submit errors (all runs)", *errors),
                 # A hit is terminal in the POST response: submit latency is submit->terminal.
-                ("cache hit req/s", *pair(hits, "rps")),
-                ("cache hit p50 ms", *pair(hits, "0.5")),
-                ("cache hit p99 ms", *pair(hits, "0.99")),
-                ("submit, budget+rpm on / off", median(limits, "rps"), median(news, "rps")),
+                ("cache hit req/s", *_medians(hits, bases, rps)),
+                ("cache hit p50 ms", *_medians(hits, bases, p50)),
+                ("cache hit p99 ms", *_medians(hits, bases, p99)),
+                ("submit, budget+rpm on / off", *_medians(limits, news, rps)),
             ]
         if not args.skip_e2e:
             from bench.e2e import DrainResult, e2e_baseline, e2e_ours
@@ -180,9 +180,9 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
             rows += [
-                ("end-to-end jobs/s", *_medians(plain, bare, "jobs_per_s")),
-                ("e2e jobs/s, budget on", *_medians(budgeted, bare, "jobs_per_s")),
-                ("e2e budget on / off", *_medians(budgeted, plain, "jobs_per_s")),
+                ("end-to-end jobs/s", *_medians(plain, bare, attrgetter("jobs_per_s"))),
+                ("e2e jobs/s, budget on", *_medians(budgeted, bare, attrgetter("jobs_per_s"))),
+                ("e2e budget on / off", *_medians(budgeted, plain, attrgetter("jobs_per_s"))),
             ]
         if args.io:
             from bench.e2e import e2e_baseline, e2e_ours
@@ -211,9 +211,18 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
             rows += [
-                ("I/O jobs/s (1 s calls)", *_medians(ours_runs, bare_runs, "jobs_per_s")),
-                ("I/O peak calls in flight", *_medians(ours_runs, bare_runs, "peak_in_flight")),
-                ("I/O worker peak RSS MiB", *_medians(ours_runs, bare_runs, "peak_rss_mb")),
+                (
+                    "I/O jobs/s (1 s calls)",
+                    *_medians(ours_runs, bare_runs, attrgetter("jobs_per_s")),
+                ),
+                (
+                    "I/O peak calls in flight",
+                    *_medians(ours_runs, bare_runs, attrgetter("peak_in_flight")),
+                ),
+                (
+                    "I/O worker peak RSS MiB",
+                    *_medians(ours_runs, bare_runs, attrgetter("peak_rss_mb")),
+                ),
             ]
         if args.capacity:
             from bench.e2e import e2e_baseline, e2e_ours

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -58,8 +58,7 @@ class CallLoop:
 
     def run_job(self, job_id: uuid.UUID, owner: str) -> None:
         """Start one attempt of a job on the loop; blocks while every slot is taken."""
-        self._take_slot()
-        self._run(self._job(job_id, owner))
+        self._start(lambda: self._job(job_id, owner))
 
     async def _job(self, job_id: uuid.UUID, owner: str) -> str:
         started = await asyncio.to_thread(runner.claim, job_id, owner)
@@ -69,8 +68,7 @@ class CallLoop:
 
     def deliver_webhook(self, delivery_id: int, owner: str) -> None:
         """Start one attempt of a webhook delivery; blocks while every slot is taken."""
-        self._take_slot()
-        self._run(self._deliver(delivery_id, owner))
+        self._start(lambda: self._deliver(delivery_id, owner))
 
     async def _deliver(self, delivery_id: int, owner: str) -> str:
         loop = asyncio.get_running_loop()
@@ -78,26 +76,20 @@ class CallLoop:
             self._webhooks, webhook_runner.deliver, delivery_id, owner
         )
 
-    def _take_slot(self) -> None:
+    def _start(self, work: Callable[[], Coroutine[Any, Any, str]]) -> None:
         if self._loop is None:
             raise RuntimeError("the call loop is not started")
         self._slots.acquire()
         with self._idle:
             self._running += 1
+        future = asyncio.run_coroutine_threadsafe(work(), self._loop)
+        future.add_done_callback(self._done)
 
-    def _free_slot(self) -> None:
+    def _done(self, future: Future[str]) -> None:
         self._slots.release()
         with self._idle:
             self._running -= 1
             self._idle.notify_all()
-
-    def _run(self, work: Coroutine[Any, Any, str]) -> None:
-        assert self._loop is not None
-        future = asyncio.run_coroutine_threadsafe(work, self._loop)
-        future.add_done_callback(self._done)
-
-    def _done(self, future: Future[str]) -> None:
-        self._free_slot()
         error = future.exception()
         if error is not None:
             # Its lease lapses and the sweeper hands the work out again.

@@ -104,17 +104,13 @@ def claim(job_id: uuid.UUID, owner: str) -> Started | str:
                     execution.defer(conn, job_id, CAPPED_RETRY_S)
                 return "deferred"
             cap_slot = (model, slot)
+    job: execution.Claimed | str | None = None
     try:
         job = _claim(job_id, owner)
-    except BaseException:
-        if cap_slot:
-            inflight.release(*cap_slot)
-        raise
-    if isinstance(job, str):
-        if cap_slot:
-            inflight.release(*cap_slot)
-        return job
-    return Started(job, cap_slot)
+    finally:
+        if cap_slot and not isinstance(job, execution.Claimed):
+            inflight.release(*cap_slot)  # no call is made under it
+    return Started(job, cap_slot) if isinstance(job, execution.Claimed) else job
 
 
 async def complete(started: Started, owner: str) -> str:
