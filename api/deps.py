@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from aijobs.db import get_sessionmaker, session_scope
 from aijobs.errors import Unauthorized
-from aijobs.tenants import TenantInfo, authenticate, hash_key
+from aijobs.tenants.service import TenantInfo, authenticate, hash_key
 from api import rate_limit
 
 

@@ -55,7 +55,7 @@ class PeakRss:
         self._thread.join()
 
     def _run(self) -> None:
-        import psutil  # type: ignore[import-untyped]
+        import psutil
 
         while not self._stop.wait(0.25):
             try:
@@ -134,10 +134,10 @@ def e2e_ours(
     is reserved and settled against it."""
     from sqlalchemy import select
 
-    from aijobs import submission
     from aijobs.db import session_scope
+    from aijobs.jobs import submission
+    from aijobs.jobs.schemas import JobRequest
     from aijobs.models import Tenant
-    from aijobs.schemas import JobRequest
     from api.publisher import publish_run
 
     def request(n: int) -> JobRequest:

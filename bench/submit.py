@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from aijobs.commands.processes import wait_ready
-from aijobs.embedded import free_port
 from bench.common import VENV_BIN, Children, bench_env
 from bench.load import LoadResult, run_load
+from cli.dev import wait_ready
+from cli.embedded import free_port
 
 BODY = {"model": "sim/echo", "messages": [{"role": "user", "content": "hello from the bench"}]}
 WARMUP_S = 1.0
@@ -28,9 +28,9 @@ def _prime_cache(api_key: str) -> None:
     from sqlalchemy import text
 
     from aijobs.db import session_scope
-    from aijobs.fingerprint import fingerprint
-    from aijobs.schemas import JobRequest
-    from aijobs.tenants import authenticate
+    from aijobs.jobs.fingerprint import fingerprint
+    from aijobs.jobs.schemas import JobRequest
+    from aijobs.tenants.service import authenticate
 
     with session_scope() as session:
         tenant = authenticate(session, api_key)

@@ -18,8 +18,8 @@ import pytest
 import redis
 from sqlalchemy.engine import make_url
 
-from aijobs import embedded
 from aijobs.settings import get_settings
+from cli import embedded
 from tests.fake_openai import FakeOpenAI
 from tests.stack import ADMIN_TOKEN, AIJOBS, Stack, child_env
 from tests.webhook_receiver import Receiver
@@ -158,7 +158,7 @@ class Client:
 @pytest.fixture
 def make_client(live: Stack, services: Services) -> Iterator[Callable[..., Client]]:
     from aijobs.db import session_scope
-    from aijobs.tenants import create_key
+    from aijobs.tenants.service import create_key
 
     made: list[httpx.Client] = []
 

@@ -12,10 +12,10 @@ from typing import IO
 
 import httpx
 
-from aijobs.embedded import free_port
+from cli.embedded import free_port
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-AIJOBS = [sys.executable, "-m", "aijobs.cli"]
+AIJOBS = [sys.executable, "-m", "cli"]
 ADMIN_TOKEN = "test-admin-token"
 
 

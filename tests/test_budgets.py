@@ -16,8 +16,9 @@ import httpx
 import psycopg
 from sqlalchemy import create_engine, text
 
-from aijobs import budget, execution, submission
-from aijobs.schemas import JobRequest
+from aijobs.billing import budget
+from aijobs.jobs import submission, transitions
+from aijobs.jobs.schemas import JobRequest
 from tests.conftest import Client, Services
 from tests.fake_openai import FakeOpenAI
 from tests.helpers import chat, unique
@@ -171,21 +172,21 @@ def test_the_budget_period_rolls_over_at_utc_midnight(services: Services) -> Non
                 from sqlalchemy.orm import Session
 
                 job = submission.submit(Session(bind=conn), tenant, request).row
-                claimed = execution.claim(
+                claimed = transitions.claim(
                     conn, job["id"], "test", 30, today=day, month=day.replace(day=1)
                 )
-                if isinstance(claimed, execution.Claimed):
-                    call = execution.CallRecord(
+                if isinstance(claimed, transitions.Claimed):
+                    call = transitions.CallRecord(
                         outcome="succeeded", latency_ms=1, cost_usd=reservation
                     )
-                    execution.succeed(conn, claimed, "test", call, {}, cache_ttl_s=60)
+                    transitions.succeed(conn, claimed, "test", call, {}, cache_ttl_s=60)
                 return claimed
 
-            assert isinstance(claim_on(day1), execution.Claimed)
+            assert isinstance(claim_on(day1), transitions.Claimed)
             refused = claim_on(day1)
-            assert isinstance(refused, execution.Refused)
+            assert isinstance(refused, transitions.Refused)
             assert refused.code == "budget_exceeded"
-            assert isinstance(claim_on(day2), execution.Claimed)  # a new day, a new budget
+            assert isinstance(claim_on(day2), transitions.Claimed)  # a new day, a new budget
             counters = conn.execute(
                 text(
                     "SELECT day, day_spent, month, month_spent FROM budget_counters"

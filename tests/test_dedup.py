@@ -13,8 +13,8 @@ from typing import Any
 
 import psycopg
 
-from aijobs.fingerprint import fingerprint
-from aijobs.schemas import JobRequest
+from aijobs.jobs.fingerprint import fingerprint
+from aijobs.jobs.schemas import JobRequest
 from tests.conftest import Client
 from tests.fake_openai import FakeOpenAI
 from tests.helpers import chat, gpt4o_mini_cost, unique

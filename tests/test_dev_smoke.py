@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from aijobs.embedded import free_port
+from cli.embedded import free_port
 from tests.stack import AIJOBS
 
 

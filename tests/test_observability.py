@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from aijobs.embedded import free_port
+from cli.embedded import free_port
 from tests.conftest import Client
 from tests.fake_openai import FakeOpenAI
 from tests.fake_sentry import FakeSentry

@@ -116,7 +116,7 @@ def test_a_job_queued_while_no_worker_runs_is_done_when_one_starts(
 def test_one_worker_command_runs_several_processes(
     live: Stack, client: Client, db: psycopg.Connection[Any]
 ) -> None:
-    import psutil  # type: ignore[import-untyped]
+    import psutil
 
     live.kill_workers(signal.SIGTERM)
     log_path = live.log_path("multi")

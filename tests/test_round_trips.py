@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import event, text
 
 from aijobs.db import get_engine, session_scope
-from aijobs.schemas import JobRequest
+from aijobs.jobs.schemas import JobRequest
+from aijobs.jobs.submission import submit
 from aijobs.settings import get_settings
-from aijobs.submission import submit
-from aijobs.tenants import create_key
+from aijobs.tenants.service import create_key
 from tests.conftest import Services
 from worker.runner import Started, claim, complete
 

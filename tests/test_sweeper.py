@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, create_engine, text
 
-from aijobs.sweeper import SWEEP_LOCK_KEY, due_for_publish
+from aijobs.jobs.sweeper import SWEEP_LOCK_KEY, due_for_publish
 from tests.conftest import Services
 
 _TENANT = text(

@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import pytest
 
+from aijobs.billing.pricing import price_for
 from aijobs.errors import UnknownModel
-from aijobs.pricing import price_for
-from aijobs.ssrf import is_blocked, literal_target_refused, parse_host_ip
-from aijobs.structured import InvalidOutput, parse_output
+from aijobs.jobs.structured import InvalidOutput, parse_output
+from aijobs.webhooks.ssrf import is_blocked, literal_target_refused, parse_host_ip
 from worker.retry_policy import retry_delay
 
 

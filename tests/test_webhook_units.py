@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from aijobs import signing, ssrf
 from aijobs.settings import get_settings
+from aijobs.webhooks import signing, ssrf
 from tests.webhook_receiver import Receiver
 from worker import webhook_http
 from worker.retry_policy import webhook_retry_delay
@@ -223,7 +223,7 @@ def _answer(**kwargs: object) -> webhook_http.Answer:
 
 
 def test_what_follows_an_answer() -> None:
-    from aijobs.deliveries import ClaimedDelivery
+    from aijobs.webhooks.deliveries import ClaimedDelivery
     from worker.webhook_runner import _next
 
     def after(tries: int, answer: webhook_http.Answer) -> tuple[str, float]:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from aijobs.embedded import free_port
+from cli.embedded import free_port
 from tests.conftest import Client, Services
 from tests.helpers import chat, unique
 from tests.stack import ADMIN_TOKEN, AIJOBS, Stack, child_env

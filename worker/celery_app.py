@@ -1,5 +1,8 @@
 """The worker's Celery app: configuration, and the call loop and maintenance loop
-started and stopped with it."""
+started and stopped with it.
+
+The configuration is read from settings when Celery first needs it, not at import:
+`aijobs worker` sets what it decides (concurrency, pool size) before that."""
 
 from __future__ import annotations
 
@@ -10,10 +13,12 @@ from celery.signals import worker_init, worker_ready, worker_shutdown
 
 from aijobs.broker import celery_config
 from aijobs.settings import get_settings
+from worker import status_server
+from worker.call_loop import call_loop
+from worker.maintenance import maintenance
 
 app = Celery("aijobs")
-app.config_from_object(celery_config(get_settings()))
-app.conf.imports = ("worker.tasks",)
+app.add_defaults(lambda: {**celery_config(get_settings()), "imports": ("worker.tasks",)})
 
 # A call never outlives its timeout_s (at most 600 s), nor the settle after it.
 DRAIN_S = 630.0
@@ -21,8 +26,6 @@ DRAIN_S = 630.0
 
 @worker_init.connect  # type: ignore[untyped-decorator]
 def _start_call_loop(**_: Any) -> None:
-    from worker.call_loop import call_loop
-
     settings = get_settings()
     call_loop.start(
         slots=settings.worker_concurrency,
@@ -33,11 +36,8 @@ def _start_call_loop(**_: Any) -> None:
 
 @worker_ready.connect  # type: ignore[untyped-decorator]
 def _start_maintenance(**_: Any) -> None:
-    from worker import status_server
-    from worker.maintenance import maintenance
-
     # Not stopped at shutdown: leases of calls still finishing must keep being renewed.
-    maintenance.start()
+    maintenance.start(app)
     port = get_settings().worker_metrics_port
     if port:
         status_server.start(port)
@@ -46,6 +46,4 @@ def _start_maintenance(**_: Any) -> None:
 @worker_shutdown.connect  # type: ignore[untyped-decorator]
 def _drain_call_loop(**_: Any) -> None:
     """Warm shutdown: Celery has stopped taking messages; the calls in flight finish."""
-    from worker.call_loop import call_loop
-
     call_loop.drain(DRAIN_S)

@@ -13,29 +13,28 @@ import random
 import threading
 import time
 
-from aijobs import deliveries, execution, sweeper
+from celery import Celery
+
 from aijobs.broker import DELIVER_WEBHOOK_TASK, QUEUE, RUN_JOB_TASK, WEBHOOK_QUEUE
 from aijobs.db import autocommit, get_engine
+from aijobs.jobs import sweeper, transitions
 from aijobs.settings import get_settings
+from aijobs.webhooks import deliveries
 from worker.identity import worker_id
 
 log = logging.getLogger("aijobs.maintenance")
 
 
-def _queue_length(queue: str = QUEUE) -> int:
+def _queue_length(app: Celery, queue: str) -> int:
     """Messages waiting in the broker; declaring also restores a queue lost to FLUSHDB."""
-    from worker.celery_app import app
-
     with app.connection_for_write() as conn:
         declared = conn.default_channel.queue_declare(queue, passive=False, durable=True)
         return int(declared.message_count)
 
 
-def sweep_webhooks_once() -> int:
-    from worker.celery_app import app
-
+def sweep_webhooks_once(app: Celery) -> int:
     settings = get_settings()
-    queue_length = _queue_length(WEBHOOK_QUEUE)
+    queue_length = _queue_length(app, WEBHOOK_QUEUE)
     with get_engine().begin() as conn:
         ids = deliveries.due_for_publish(
             conn,
@@ -48,11 +47,9 @@ def sweep_webhooks_once() -> int:
     return len(ids)
 
 
-def sweep_once() -> int:
-    from worker.celery_app import app
-
+def sweep_once(app: Celery) -> int:
     settings = get_settings()
-    queue_length = _queue_length()
+    queue_length = _queue_length(app, QUEUE)
     with get_engine().begin() as conn:
         ids = sweeper.due_for_publish(
             conn, queue_length=queue_length, stale_s=settings.requeue_after_s
@@ -71,16 +68,19 @@ class Maintenance:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
+    def start(self, app: Celery) -> None:
+        """Run the loop in a thread, publishing through `app`."""
         if self._thread is not None:
             return
-        self._thread = threading.Thread(target=self._loop, name="aijobs-maintenance", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, args=(app,), name="aijobs-maintenance", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _loop(self) -> None:
+    def _loop(self, app: Celery) -> None:
         settings = get_settings()
         renew_every = settings.lease_s / 4
         last_renew = 0.0
@@ -89,11 +89,11 @@ class Maintenance:
                 now = time.monotonic()
                 if now - last_renew >= renew_every:
                     with autocommit() as conn:
-                        execution.renew_leases(conn, worker_id(), settings.lease_s)
+                        transitions.renew_leases(conn, worker_id(), settings.lease_s)
                         deliveries.renew_leases(conn, worker_id(), settings.lease_s)
                     last_renew = now
-                sweep_once()
-                sweep_webhooks_once()
+                sweep_once(app)
+                sweep_webhooks_once(app)
             except Exception:
                 log.exception("maintenance pass failed; retrying")
             self._stop.wait(settings.sweep_interval_s)

@@ -17,12 +17,14 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from aijobs import budget, coalescing, execution, metrics, sentry
+from aijobs import metrics, sentry
+from aijobs.billing import budget
+from aijobs.billing.pricing import price_for
 from aijobs.db import autocommit
-from aijobs.pricing import price_for
-from aijobs.schemas import JobRequest
+from aijobs.jobs import transitions
+from aijobs.jobs.schemas import JobRequest
+from aijobs.jobs.structured import InvalidOutput, parse_output
 from aijobs.settings import get_settings
-from aijobs.structured import InvalidOutput, parse_output
 from worker import inflight
 from worker.providers.base import Completion, ProviderError
 from worker.providers.errors import map_exception
@@ -42,7 +44,7 @@ def _result(completion: Completion, parsed: Any) -> dict[str, Any]:
 
 
 async def _call(
-    job: execution.Claimed,
+    job: transitions.Claimed,
 ) -> tuple[Completion | None, Any, ProviderError | None, int]:
     """One provider call, its output validated; never raises."""
     request = JobRequest.model_validate(job.request)
@@ -70,7 +72,7 @@ async def _call(
     return completion, parsed, error, int(elapsed * 1000)
 
 
-def _next_model(job: execution.Claimed) -> str | None:
+def _next_model(job: transitions.Claimed) -> str | None:
     models = [job.request["model"], *job.request.get("fallbacks", [])]
     position = models.index(job.model) if job.model in models else len(models)
     return models[position + 1] if position + 1 < len(models) else None
@@ -83,7 +85,7 @@ CAPPED_RETRY_S = 0.5
 class Started:
     """A claimed job whose call is to be made, and the in-flight cap slot it holds."""
 
-    job: execution.Claimed
+    job: transitions.Claimed
     cap_slot: tuple[str, str] | None = None  # (model, slot)
 
 
@@ -93,7 +95,7 @@ def claim(job_id: uuid.UUID, owner: str) -> Started | str:
     cap_slot = None
     if inflight.caps() or get_settings().model_inflight_cap:
         with autocommit() as conn:
-            upcoming = execution.next_call(conn, job_id)
+            upcoming = transitions.next_call(conn, job_id)
         if upcoming is None:
             return "skipped"
         model, timeout_s = upcoming
@@ -101,16 +103,16 @@ def claim(job_id: uuid.UUID, owner: str) -> Started | str:
             slot = f"{job_id}:{owner}"
             if not inflight.acquire(model, slot, hold_s=timeout_s + 30):
                 with autocommit() as conn:
-                    execution.defer(conn, job_id, CAPPED_RETRY_S)
+                    transitions.defer(conn, job_id, CAPPED_RETRY_S)
                 return "deferred"
             cap_slot = (model, slot)
-    job: execution.Claimed | str | None = None
+    job: transitions.Claimed | str | None = None
     try:
         job = _claim(job_id, owner)
     finally:
-        if cap_slot and not isinstance(job, execution.Claimed):
+        if cap_slot and not isinstance(job, transitions.Claimed):
             inflight.release(*cap_slot)  # no call is made under it
-    return Started(job, cap_slot) if isinstance(job, execution.Claimed) else job
+    return Started(job, cap_slot) if isinstance(job, transitions.Claimed) else job
 
 
 async def complete(started: Started, owner: str) -> str:
@@ -131,24 +133,26 @@ async def complete(started: Started, owner: str) -> str:
             await asyncio.to_thread(inflight.release, *started.cap_slot)
 
 
-def _claim(job_id: uuid.UUID, owner: str) -> execution.Claimed | str:
+def _claim(job_id: uuid.UUID, owner: str) -> transitions.Claimed | str:
     """The claim statement; what happened instead when there is nothing to call."""
     today, month = budget.periods()
     with autocommit() as conn:
-        job = execution.claim(conn, job_id, owner, get_settings().lease_s, today=today, month=month)
-        if isinstance(job, execution.Refused):
+        job = transitions.claim(
+            conn, job_id, owner, get_settings().lease_s, today=today, month=month
+        )
+        if isinstance(job, transitions.Refused):
             metrics.JOBS_FINISHED.labels("failed", job.code).inc()
             if job.code == "budget_exceeded":
                 metrics.BUDGET_REJECTIONS.labels("worker").inc()
             if job.followers:
-                coalescing.finish_followers(conn, job_id)
+                transitions.finish_followers(conn, job_id)
             log.info("job %s: refused (%s)", job_id, job.code)
             return "failed"
     return "skipped" if job is None else job
 
 
 def _record(
-    job: execution.Claimed,
+    job: transitions.Claimed,
     owner: str,
     completion: Completion | None,
     parsed: Any,
@@ -158,7 +162,7 @@ def _record(
     """The settle statement, with the call's cost, metrics and log line."""
     input_tokens = completion.input_tokens if completion else 0
     output_tokens = completion.output_tokens if completion else 0
-    call = execution.CallRecord(
+    call = transitions.CallRecord(
         outcome="failed" if error else "succeeded",
         latency_ms=latency_ms,
         input_tokens=input_tokens,
@@ -175,7 +179,7 @@ def _record(
         outcome, settled = _settle(conn, job, owner, call, completion, parsed, error)
         followers = []
         if settled.ended and settled.followers and outcome != "retrying":
-            followers = coalescing.finish_followers(conn, job.id)
+            followers = transitions.finish_followers(conn, job.id)
     if settled.ended and outcome != "retrying":
         code = error.code if error and outcome == "failed" else ""
         metrics.JOBS_FINISHED.labels(outcome, code).inc(1 + len(followers))
@@ -200,18 +204,18 @@ def _record(
 
 def _settle(
     conn: Connection,
-    job: execution.Claimed,
+    job: transitions.Claimed,
     owner: str,
-    call: execution.CallRecord,
+    call: transitions.CallRecord,
     completion: Completion | None,
     parsed: Any,
     error: ProviderError | None,
-) -> tuple[str, execution.Settled]:
+) -> tuple[str, transitions.Settled]:
     """Succeed, retry, fall back or fail, by what the call gave."""
     settings = get_settings()
     if error is None and completion is not None:
         result = _result(completion, parsed)
-        settled = execution.succeed(
+        settled = transitions.succeed(
             conn, job, owner, call, result, cache_ttl_s=settings.cache_ttl_s
         )
         return "succeeded", settled
@@ -224,15 +228,15 @@ def _settle(
             cap_s=settings.retry_cap_s,
             retry_after_s=error.retry_after_s,
         )
-        settled = execution.schedule_retry(conn, job, owner, call, delay)
+        settled = transitions.schedule_retry(conn, job, owner, call, delay)
         log.info("job %s: attempt %d %s, retry in %.2fs", job.id, job.attempt_no, error.code, delay)
         return "retrying", settled
     if error.retryable and next_model is not None:
-        settled = execution.fall_back(conn, job, owner, call, next_model)
+        settled = transitions.fall_back(conn, job, owner, call, next_model)
         log.info("job %s: %s ended in %s; next: %s", job.id, job.model, error.code, next_model)
         return "retrying", settled
     # The last raw output stays on a failed job for debugging.
-    settled = execution.fail(
+    settled = transitions.fail(
         conn,
         job,
         owner,

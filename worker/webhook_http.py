@@ -15,7 +15,7 @@ import httpcore
 import httpx
 from httpcore._backends.base import SOCKET_OPTION
 
-from aijobs.ssrf import TargetRefused, vetted_addresses
+from aijobs.webhooks.ssrf import TargetRefused, vetted_addresses
 
 RESPONSE_BODY_LIMIT = 1024
 USER_AGENT = "aijobs-webhooks/1"

@@ -13,10 +13,10 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from aijobs import deliveries, signing
 from aijobs.db import autocommit
-from aijobs.job_view import view
+from aijobs.jobs.view import view
 from aijobs.settings import get_settings
+from aijobs.webhooks import deliveries, signing
 from worker import webhook_http
 from worker.retry_policy import webhook_retry_delay
 

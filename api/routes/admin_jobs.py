@@ -9,9 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from aijobs import audit, jobs, triage
-from aijobs.errors import Conflict
-from aijobs.job_view import row_of, view
+from aijobs.jobs import service as job_service
+from aijobs.jobs import triage
+from aijobs.jobs.view import row_of, view
+from aijobs.tenants import audit
 from api.admin_auth import AdminDep
 from api.deps import SessionDep
 from api.publisher import publish_run
@@ -77,13 +78,13 @@ def rerun_many(
     filters = body.model_dump(mode="json", exclude={"dry_run", "ids_limit"})
     if body.dry_run:
         return {"count": len(ids), "ids": [str(i) for i in ids[: body.ids_limit]], "dry_run": True}
-    outcome = triage.Rerun()
-    for job_id in ids:
-        triage.rerun_one(session, job_id, outcome)
-    audit.record(session, "jobs.rerun", actor(request), filter=filters, count=outcome.count)
-    session.commit()
-    for job_id in outcome.requeued:
-        publish_run(job_id)
+    outcome = triage.rerun(
+        ids,
+        actor=actor(request),
+        action="jobs.rerun",
+        detail={"filter": filters},
+        publish=publish_run,
+    )
     done = [*outcome.requeued, *outcome.answered]
     return {
         "count": outcome.count,
@@ -111,14 +112,14 @@ def rerun_job(
     job_id: str, _: AdminDep, session: SessionDep, request: Request, response: Response
 ) -> dict[str, Any]:
     job = triage.get(session, job_id)
-    outcome = triage.Rerun()
-    triage.rerun_one(session, job.id, outcome)
-    if outcome.skipped:
-        raise Conflict(f"job {job_id} cannot re-run: {outcome.skipped[str(job.id)]}")
-    audit.record(session, "job.rerun", actor(request), job_id=str(job.id))
-    session.commit()
-    if outcome.requeued:
-        publish_run(job.id)
+    triage.rerun(
+        [job.id],
+        actor=actor(request),
+        action="job.rerun",
+        detail={"job_id": str(job.id)},
+        publish=publish_run,
+        single=True,
+    )
     response.headers["Location"] = f"/admin/jobs/{job.id}"
     session.refresh(job)
     return {**view(row_of(job)), "tenant_id": str(job.tenant_id)}
@@ -127,7 +128,7 @@ def rerun_job(
 @router.post("/{job_id}/cancel")
 def cancel_job(job_id: str, _: AdminDep, session: SessionDep, request: Request) -> dict[str, Any]:
     job = triage.get(session, job_id)
-    cancelled = jobs.cancel(session, job.tenant_id, str(job.id))
+    cancelled = job_service.cancel(session, job.tenant_id, str(job.id))
     audit.record(session, "job.cancel", actor(request), job_id=str(job.id))
     session.commit()
     if cancelled.heir is not None:

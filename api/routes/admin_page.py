@@ -15,11 +15,15 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
-from aijobs import audit, budget, deliveries, triage, usage, webhooks
+from aijobs.billing import budget, usage
 from aijobs.errors import AppError, InvalidRequest, NotFound
-from aijobs.job_view import row_of, view
-from aijobs.jobs import STATUSES, TERMINAL
+from aijobs.jobs import triage
+from aijobs.jobs.transitions import STATUSES, TERMINAL
+from aijobs.jobs.view import row_of, view
 from aijobs.models import Tenant
+from aijobs.tenants import audit
+from aijobs.webhooks import deliveries
+from aijobs.webhooks import service as webhook_service
 from api import admin_session
 from api.admin_session import CheckedFormDep, Form, FormDep, PageSessionDep
 from api.deps import SessionDep
@@ -194,20 +198,13 @@ def rerun_selected(
             continue
     if not ids:
         return _see("/admin/?notice=none-selected")
-    outcome = triage.Rerun()
-    for job_id in ids:
-        triage.rerun_one(session, job_id, outcome)
-    audit.record(
-        session,
-        "jobs.rerun",
-        _actor(request, page),
-        ids=[str(i) for i in ids],
-        count=outcome.count,
-        skipped=outcome.skipped,
+    outcome = triage.rerun(
+        ids,
+        actor=_actor(request, page),
+        action="jobs.rerun",
+        detail={},
+        publish=publish_run,
     )
-    session.commit()
-    for job_id in outcome.requeued:
-        publish_run(job_id)
     return _see(f"/admin/?notice=rerun-many&count={outcome.count}")
 
 
@@ -267,14 +264,14 @@ def rerun_by_filter(
     if str(len(ids)) != _field(form, "expected"):
         note = "The number of matching jobs changed since the count; check it again."
         return _preview(request, session, status, error_code, tenant, note)
-    outcome = triage.Rerun()
-    for job_id in ids:
-        triage.rerun_one(session, job_id, outcome)
     filters = {"status": status, "error_code": error_code, "tenant": tenant}
-    audit.record(session, "jobs.rerun", _actor(request, page), filter=filters, count=outcome.count)
-    session.commit()
-    for job_id in outcome.requeued:
-        publish_run(job_id)
+    outcome = triage.rerun(
+        ids,
+        actor=_actor(request, page),
+        action="jobs.rerun",
+        detail={"filter": filters},
+        publish=publish_run,
+    )
     return _see(f"/admin/?notice=rerun-many&count={outcome.count}")
 
 
@@ -312,15 +309,17 @@ def rerun_job(
         job = triage.get(session, job_id)
     except NotFound as exc:
         return _job_action(request, job_id, exc)
-    outcome = triage.Rerun()
-    triage.rerun_one(session, job.id, outcome)
-    if outcome.skipped:
-        detail = f"job {job_id} cannot re-run: {outcome.skipped[str(job.id)]}"
-        return _page(request, "error.html", {"error": detail, "job_id": job_id}, 409)
-    audit.record(session, "job.rerun", _actor(request, page), job_id=str(job.id))
-    session.commit()
-    if outcome.requeued:
-        publish_run(job.id)
+    try:
+        outcome = triage.rerun(
+            [job.id],
+            actor=_actor(request, page),
+            action="job.rerun",
+            detail={"job_id": str(job.id)},
+            publish=publish_run,
+            single=True,
+        )
+    except triage.RerunRefused as exc:
+        return _job_action(request, job_id, exc)
     notice = "rerun" if outcome.requeued else "rerun-answered"
     return _see(f"/admin/ui/jobs/{job.id}?notice={notice}")
 
@@ -330,7 +329,7 @@ def redeliver(
     request: Request, page: PageSessionDep, _: CheckedFormDep, session: SessionDep, job_id: str
 ) -> Response:
     try:
-        redelivered = webhooks.redeliver(session, job_id)
+        redelivered = webhook_service.redeliver(session, job_id)
     except AppError as exc:
         return _job_action(request, job_id, exc)
     audit.record(session, "webhook.redeliver", _actor(request, page), job_id=job_id)

@@ -10,9 +10,10 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from aijobs import audit, budget
+from aijobs.billing import budget
 from aijobs.models import ApiKey, Tenant
-from aijobs.tenants import create_key, keys_of, revoke_key, tenant_by_ref, update_limits
+from aijobs.tenants import audit
+from aijobs.tenants.service import create_key, keys_of, revoke_key, tenant_by_ref, update_limits
 from api.admin_auth import AdminDep
 from api.deps import SessionDep, forget_cached_keys
 from api.routes.admin_jobs import actor

@@ -6,8 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from aijobs import audit, webhooks
-from aijobs.job_view import view
+from aijobs.jobs.view import view
+from aijobs.tenants import audit
+from aijobs.webhooks import service as webhook_service
 from api.admin_auth import AdminDep
 from api.deps import SessionDep
 from api.publisher import publish_delivery
@@ -21,7 +22,7 @@ def redeliver_webhook(
     job_id: str, _: AdminDep, session: SessionDep, request: Request
 ) -> dict[str, Any]:
     """202 with the job: its webhook is pending again and goes out now."""
-    redelivered = webhooks.redeliver(session, job_id)
+    redelivered = webhook_service.redeliver(session, job_id)
     audit.record(session, "webhook.redeliver", actor(request), job_id=job_id)
     session.commit()  # publish only what is durable
     publish_delivery(redelivered.delivery_id)

@@ -11,10 +11,13 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from aijobs import jobs, metrics, submission
+from aijobs import metrics
 from aijobs.db import session_scope
-from aijobs.job_view import view
-from aijobs.schemas import JobRequest
+from aijobs.jobs import service as job_service
+from aijobs.jobs import submission
+from aijobs.jobs.schemas import JobRequest
+from aijobs.jobs.transitions import TERMINAL
+from aijobs.jobs.view import view
 from api.deps import SessionDep, TenantDep
 from api.publisher import publish_run
 
@@ -68,7 +71,7 @@ def _count(submitted: submission.Submitted) -> None:
 
 def _read(tenant_id: uuid.UUID, job_id: str) -> dict[str, Any]:
     with session_scope() as session:
-        return view(jobs.get_row(session, tenant_id, job_id))
+        return view(job_service.get_row(session, tenant_id, job_id))
 
 
 @router.get("/{job_id}")
@@ -83,11 +86,11 @@ async def get_job(
     deadline = time.monotonic() + wait
     pause = 0.05
     view = await run_in_threadpool(_read, tenant.id, job_id)
-    while view["status"] not in jobs.TERMINAL and time.monotonic() < deadline:
+    while view["status"] not in TERMINAL and time.monotonic() < deadline:
         await asyncio.sleep(min(pause, max(deadline - time.monotonic(), 0)))
         pause = min(pause * 1.5, 0.5)
         view = await run_in_threadpool(_read, tenant.id, job_id)
-    if view["status"] not in jobs.TERMINAL:
+    if view["status"] not in TERMINAL:
         response.headers["Retry-After"] = "1"
     return view
 
@@ -100,7 +103,7 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    rows, next_cursor = jobs.list_jobs(
+    rows, next_cursor = job_service.list_jobs(
         session, tenant.id, status=status, limit=limit, cursor=cursor
     )
     return {"data": [view(row) for row in rows], "next_cursor": next_cursor}
@@ -108,7 +111,7 @@ def list_jobs(
 
 @router.post("/{job_id}/cancel")
 def cancel_job(job_id: str, tenant: TenantDep, session: SessionDep) -> dict[str, Any]:
-    cancelled = jobs.cancel(session, tenant.id, job_id)
+    cancelled = job_service.cancel(session, tenant.id, job_id)
     session.commit()
     metrics.JOBS_FINISHED.labels("cancelled", "cancelled").inc()
     if cancelled.heir is not None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from aijobs import budget, usage
+from aijobs.billing import budget, usage
 from aijobs.errors import InvalidRequest
 from api.deps import SessionDep, TenantDep
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from aijobs import webhooks
+from aijobs.webhooks import service as webhook_service
 from api.deps import SessionDep, TenantDep
 
 router = APIRouter(prefix="/v1/jobs", tags=["webhooks"])
@@ -16,4 +16,4 @@ router = APIRouter(prefix="/v1/jobs", tags=["webhooks"])
 def list_webhook_deliveries(job_id: str, tenant: TenantDep, session: SessionDep) -> dict[str, Any]:
     """Every attempt, oldest first: when, the status code or the connection error, the
     latency, and the first KiB of the answer."""
-    return {"data": webhooks.attempts(session, tenant.id, job_id)}
+    return {"data": webhook_service.attempts(session, tenant.id, job_id)}

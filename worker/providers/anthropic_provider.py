@@ -12,8 +12,8 @@ from typing import Any
 
 import anthropic
 
-from aijobs.pricing import price_for
-from aijobs.schemas import JobRequest
+from aijobs.billing.pricing import price_for
+from aijobs.jobs.schemas import JobRequest
 from aijobs.settings import get_settings
 from worker.providers.base import Completion, ProviderError, connection_limits
 

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import httpx2
 
-from aijobs.schemas import JobRequest
+from aijobs.jobs.schemas import JobRequest
 from aijobs.settings import get_settings
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import openai
 
-from aijobs.schemas import JobRequest
+from aijobs.jobs.schemas import JobRequest
 from aijobs.settings import get_settings
 from worker.providers.base import (
     Completion,

@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import random
 
-from aijobs.schemas import JobRequest
+from aijobs.jobs.schemas import JobRequest
 from aijobs.settings import get_settings
 from worker.providers.base import Completion, ProviderError
 

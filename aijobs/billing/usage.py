@@ -11,6 +11,8 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from aijobs.money import usd
+
 GROUPS = {"day": "(started_at AT TIME ZONE 'utc')::date", "model": "model"}
 SAVING_GROUPS = {"day": "(created_at AT TIME ZONE 'utc')::date", "model": "current_model"}
 
@@ -33,16 +35,13 @@ class Line:
         self.saved_usd += other.saved_usd
 
     def as_json(self) -> dict[str, Any]:
-        def money(value: Decimal) -> str:
-            return format(value.normalize(), "f") if value else "0"
-
         return {
-            "cost_usd": money(self.cost_usd),
+            "cost_usd": usd(self.cost_usd),
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "calls": self.calls,
             "cache_hits": self.cache_hits,
-            "saved_usd": money(self.saved_usd),
+            "saved_usd": usd(self.saved_usd),
         }
 
 

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, text
 
-from aijobs.broker_gap import Waiting
+from aijobs.lost_work import Waiting
 
 WEBHOOK_SWEEP_LOCK_KEY = 0x61696A77  # "aijw": one webhook sweeper at a time
 

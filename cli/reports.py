@@ -13,7 +13,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
 
     from sqlalchemy import select
 
-    from aijobs import usage
+    from aijobs.billing import usage
     from aijobs.db import session_scope
     from aijobs.models import Tenant
 

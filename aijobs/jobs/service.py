@@ -11,16 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from aijobs import coalescing
 from aijobs.errors import Conflict, InvalidRequest, NotFound
-from aijobs.job_view import row_of
+from aijobs.jobs import transitions
+from aijobs.jobs.transitions import STATUSES
+from aijobs.jobs.view import row_of
 from aijobs.models import Job
-
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 
 
 def _parse_id(job_id: str) -> uuid.UUID | None:
@@ -90,27 +88,10 @@ class Cancelled:
 
 
 def cancel(session: Session, tenant_id: uuid.UUID, job_id: str) -> Cancelled:
-    """queued or running -> cancelled. A call already made keeps its cost record; the
-    followers of a cancelled leader go on, led by the oldest of them."""
+    """queued or running -> cancelled (transitions.cancel); 409 when it already ended."""
     job = get(session, tenant_id, job_id)
-    changed = session.execute(
-        update(Job)
-        .where(Job.id == job.id, Job.status.in_(("queued", "running")))
-        .values(
-            status="cancelled",
-            finished_at=func.now(),
-            error_code="cancelled",
-            error_message="cancelled by the client",
-            error_retryable=False,
-            lease_owner=None,
-            lease_expires_at=None,
-        )
-        .returning(Job.id)
-    ).first()
+    cancelled = transitions.cancel(session.connection(), job.id)
     session.refresh(job)
-    if changed is None and job.status != "cancelled":
+    if not cancelled.changed and job.status != "cancelled":
         raise Conflict(f"job {job_id} already ended as {job.status}; it cannot be cancelled")
-    heir = None
-    if changed is not None and job.leader_id is None and job.followers:
-        heir = coalescing.promote_heir(session.connection(), job.id)
-    return Cancelled(row_of(job), heir)
+    return Cancelled(row_of(job), cancelled.heir)

@@ -10,14 +10,16 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from aijobs import deliveries, jobs, triage
 from aijobs.errors import Conflict
-from aijobs.job_view import row_of
+from aijobs.jobs import service as job_service
+from aijobs.jobs import triage
+from aijobs.jobs.view import row_of
+from aijobs.webhooks import deliveries
 
 
 def attempts(session: Session, tenant_id: uuid.UUID, job_id: str) -> list[dict[str, Any]]:
     """Every delivery attempt of a tenant's job, oldest first (404 for another's job)."""
-    job = jobs.get(session, tenant_id, job_id)
+    job = job_service.get(session, tenant_id, job_id)
     return deliveries.attempts_of(session.connection(), job.id)
 
 

@@ -15,10 +15,11 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from aijobs.billing.pricing import price_for
 from aijobs.errors import AppError
+from aijobs.jobs.schemas import JobRequest
 from aijobs.metrics import BUDGET_REJECTIONS
-from aijobs.pricing import price_for
-from aijobs.schemas import JobRequest
+from aijobs.money import usd
 
 # Chat templates add a few tokens per message and per reply.
 TOKENS_PER_MESSAGE = 8
@@ -79,7 +80,7 @@ class PeriodState:
 
     def as_json(self) -> dict[str, Any]:
         def money(value: Decimal | None) -> str | None:
-            return None if value is None else format(value.normalize(), "f") if value else "0"
+            return None if value is None else usd(value)
 
         return {
             "limit": money(self.limit),
@@ -121,6 +122,6 @@ def refuse_if_over(conn: Connection, tenant_id: uuid.UUID) -> None:
         if period.limit is not None and period.spent >= period.limit:
             BUDGET_REJECTIONS.labels("submit").inc()
             raise BudgetExceeded(
-                f"the {name} budget of {period.limit} USD is spent",
+                f"the {name} budget of {usd(period.limit)} USD is spent",
                 extra={"budget": period.as_json()},
             )

@@ -4,18 +4,23 @@ tenant, model, time), read their attempts, and re-run them."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, func, or_, select, text
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from aijobs.errors import InvalidRequest, NotFound
-from aijobs.job_view import row_of
-from aijobs.jobs import STATUSES, TERMINAL, decode_cursor, encode_cursor
+from aijobs.db import session_scope
+from aijobs.errors import Conflict, InvalidRequest, NotFound
+from aijobs.jobs import transitions
+from aijobs.jobs.service import decode_cursor, encode_cursor
+from aijobs.jobs.transitions import STATUSES, TERMINAL
+from aijobs.jobs.view import row_of
 from aijobs.models import Attempt, Job, Tenant
+from aijobs.money import usd
+from aijobs.tenants import audit
 
 BULK_CAP = 10_000
 Query = TypeVar("Query", bound="Select[*tuple[Any, ...]]")
@@ -90,9 +95,6 @@ def attempts(session: Session, job_id: str) -> list[dict[str, Any]]:
         select(Attempt).where(Attempt.job_id == job.id).order_by(Attempt.attempt_no)
     )
 
-    def money(value: Decimal) -> str:
-        return format(value.normalize(), "f") if value else "0"
-
     return [
         {
             "attempt": row.attempt_no,
@@ -106,7 +108,7 @@ def attempts(session: Session, job_id: str) -> list[dict[str, Any]]:
             "http_status": row.http_status,
             "input_tokens": row.input_tokens,
             "output_tokens": row.output_tokens,
-            "cost_usd": money(row.cost_usd),
+            "cost_usd": usd(row.cost_usd),
             "cost_estimated": row.cost_estimated,
             "worker": row.worker,
         }
@@ -114,43 +116,9 @@ def attempts(session: Session, job_id: str) -> list[dict[str, Any]]:
     ]
 
 
-# Back to queued, as a new run of the same job: its attempts stay (numbering goes on),
-# its result and error go. A fresh cached success answers it at once; an identical job
-# in flight leads it; else it leads and is published.
-_RERUN_HIT = text(
-    """
-    UPDATE jobs j SET status = 'succeeded', finished_at = now(), result = c.result,
-           current_model = c.model, cache_hit = true, saved_usd = j.saved_usd + c.cost_usd,
-           error_code = NULL, error_message = NULL, error_retryable = NULL
-    FROM cache_entries c
-    WHERE j.id = :id AND c.tenant_id = j.tenant_id AND c.fingerprint = j.fingerprint
-      AND c.expires_at > now()
-    RETURNING j.id
-    """
-)
-_LIVE_LEADER = text(
-    """
-    UPDATE jobs SET followers = followers + 1
-    WHERE tenant_id = :tenant_id AND fingerprint = :fingerprint AND leader_id IS NULL
-      AND status IN ('queued', 'running') AND id <> :id
-    RETURNING id
-    """
-)
-_REQUEUE = text(
-    """
-    UPDATE jobs SET status = 'queued', started_at = NULL, finished_at = NULL, result = NULL,
-           error_code = NULL, error_message = NULL, error_retryable = NULL,
-           current_model = model, model_attempts = 0, next_attempt_at = NULL,
-           enqueued_at = now(), lease_owner = NULL, lease_expires_at = NULL,
-           cache_hit = false, leader_id = :leader_id, followers = 0
-    WHERE id = :id
-    """
-)
-
-
 @dataclass
 class Rerun:
-    requeued: list[uuid.UUID] = field(default_factory=list)  # to publish
+    requeued: list[uuid.UUID] = field(default_factory=list)  # published
     answered: list[uuid.UUID] = field(default_factory=list)  # cache hits or followers
     skipped: dict[str, str] = field(default_factory=dict)  # id -> why
 
@@ -159,27 +127,45 @@ class Rerun:
         return len(self.requeued) + len(self.answered)
 
 
-def rerun_one(session: Session, job_id: uuid.UUID, outcome: Rerun) -> None:
-    """Only a terminal job re-runs; two re-runs of one job at once run it once (the row
-    lock, then the status check)."""
-    locked = select(Job).where(Job.id == job_id).with_for_update()
-    # populate_existing: the row as it is now, not as this session may have read it before.
-    job = session.execute(locked.execution_options(populate_existing=True)).scalar_one_or_none()
-    if job is None:
-        outcome.skipped[str(job_id)] = "no such job"
-        return
-    if job.status not in TERMINAL:
-        outcome.skipped[str(job_id)] = f"{job.status}: not finished"
-        return
-    leader = None
-    if job.fingerprint is not None:
-        if session.execute(_RERUN_HIT, {"id": job.id}).first() is not None:
-            outcome.answered.append(job.id)
-            return
-        params = {"id": job.id, "tenant_id": job.tenant_id, "fingerprint": job.fingerprint}
-        leader = session.execute(_LIVE_LEADER, params).scalar()
-    session.execute(_REQUEUE, {"id": job.id, "leader_id": leader})
-    (outcome.answered if leader is not None else outcome.requeued).append(job.id)
+class RerunRefused(Conflict):
+    """The one job asked for cannot re-run (it has not finished)."""
+
+
+def rerun(
+    ids: Sequence[uuid.UUID],
+    *,
+    actor: str,
+    action: str,
+    detail: dict[str, Any],
+    publish: Callable[[uuid.UUID], object],
+    single: bool = False,
+    batch: int = 100,
+    progress: Callable[[int, int], None] | None = None,
+) -> Rerun:
+    """The one re-run path: in units of `batch` jobs, lock and re-queue each
+    (transitions.rerun), audit, commit, then publish what was re-queued. `single`: the
+    one job must re-run, else RerunRefused and nothing is written."""
+    outcome = Rerun()
+    for start in range(0, len(ids), batch):
+        chunk = ids[start : start + batch]
+        published = len(outcome.requeued)
+        with session_scope() as session:
+            conn = session.connection()
+            for job_id in chunk:
+                done = transitions.rerun(conn, job_id)
+                if done.skipped is not None:
+                    if single:
+                        raise RerunRefused(f"job {job_id} cannot re-run: {done.skipped}")
+                    outcome.skipped[str(job_id)] = done.skipped
+                else:
+                    (outcome.requeued if done.publish else outcome.answered).append(job_id)
+            ids_now = {"ids": [str(i) for i in chunk]}
+            audit.record(session, action, actor, **ids_now, **detail, count=outcome.count)
+        for job_id in outcome.requeued[published:]:
+            publish(job_id)
+        if progress is not None:
+            progress(min(start + batch, len(ids)), len(ids))
+    return outcome
 
 
 def select_for_rerun(session: Session, where: JobFilter) -> list[uuid.UUID]:

@@ -8,7 +8,7 @@ import json
 import uuid
 from typing import Any
 
-from aijobs.schemas import JobRequest
+from aijobs.jobs.schemas import JobRequest
 
 
 def _canonical(value: Any) -> bytes:

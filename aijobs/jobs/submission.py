@@ -10,81 +10,20 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Engine, bindparam, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from aijobs import budget
+from aijobs.billing import budget
+from aijobs.billing.pricing import price_for
 from aijobs.errors import Conflict, IdempotencyConflict, InvalidRequest
-from aijobs.fingerprint import body_hash, fingerprint
-from aijobs.job_view import VIEW_COLUMNS
-from aijobs.pricing import price_for
-from aijobs.schemas import JobRequest
+from aijobs.jobs import transitions
+from aijobs.jobs.fingerprint import body_hash, fingerprint
+from aijobs.jobs.schemas import JobRequest
 from aijobs.settings import get_settings
-from aijobs.ssrf import literal_target_refused
+from aijobs.webhooks.ssrf import literal_target_refused
 
 MODE_FOR_TASK = {"chat": "chat", "embed": "embedding"}
 IDEMPOTENCY_TTL = "24 hours"
-
-_COLUMNS = """id, tenant_id, status, model, current_model, model_attempts, task, request,
-    metadata, webhook_url, max_attempts, timeout_s, attempts, input_tokens, output_tokens,
-    cost_usd, cache_hit, saved_usd, fingerprint, leader_id, followers, result, started_at,
-    finished_at, created_at, enqueued_at, reserve_usd"""
-
-# What a submit returns: the job to show, and what the API counts it by.
-_RETURNING = ", ".join((*VIEW_COLUMNS, "leader_id", "saved_usd"))
-
-# One round trip: look the cache up and insert the job, finished if it was a hit. An
-# identical request already in flight makes the insert do nothing (the unique index
-# on in-flight leaders): the caller then follows that leader.
-_INSERT = text(
-    f"""
-    WITH hit AS (
-        SELECT result, model, cost_usd FROM cache_entries
-        WHERE tenant_id = :tenant_id AND fingerprint = :fingerprint AND expires_at > now()
-    )
-    INSERT INTO jobs ({_COLUMNS})
-    SELECT :id, :tenant_id, CASE WHEN hit.result IS NULL THEN 'queued' ELSE 'succeeded' END,
-           :model, coalesce(hit.model, :model), 0, :task, :request, :metadata, :webhook_url,
-           :max_attempts, :timeout_s, 0, 0, 0, 0, hit.result IS NOT NULL,
-           coalesce(hit.cost_usd, 0), :fingerprint, NULL, 0, hit.result,
-           CASE WHEN hit.result IS NULL THEN NULL ELSE now() END,
-           CASE WHEN hit.result IS NULL THEN NULL ELSE now() END, now(), now(), :reserve_usd
-    FROM (SELECT 1) AS one LEFT JOIN hit ON true
-    ON CONFLICT (tenant_id, fingerprint)
-        WHERE leader_id IS NULL AND status IN ('queued', 'running') DO NOTHING
-    RETURNING {_RETURNING}
-    """
-).bindparams(
-    bindparam("request", type_=JSONB),
-    bindparam("metadata", type_=JSONB),
-    bindparam("reserve_usd", type_=JSONB),
-)
-
-# Lock the in-flight leader (its settle waits for our commit, so it cannot miss us).
-_FOLLOW = text(
-    """
-    UPDATE jobs SET followers = followers + 1
-    WHERE tenant_id = :tenant_id AND fingerprint = :fingerprint AND leader_id IS NULL
-      AND status IN ('queued', 'running')
-    RETURNING id
-    """
-)
-_INSERT_FOLLOWER = text(
-    f"""
-    INSERT INTO jobs ({_COLUMNS})
-    VALUES (:id, :tenant_id, 'queued', :model, :model, 0, :task, :request, :metadata,
-            :webhook_url, :max_attempts, :timeout_s, 0, 0, 0, 0, false, 0, :fingerprint,
-            :leader_id, 0, NULL, NULL, NULL, now(), now(), :reserve_usd)
-    RETURNING {_RETURNING}
-    """
-).bindparams(
-    bindparam("request", type_=JSONB),
-    bindparam("metadata", type_=JSONB),
-    bindparam("reserve_usd", type_=JSONB),
-)
-
-_JOB = text(f"SELECT {_RETURNING} FROM jobs WHERE id = :id")
 
 _FORGET_EXPIRED_KEY = text(
     f"""
@@ -126,7 +65,8 @@ def check_submittable(request: JobRequest) -> None:
         host = urlsplit(request.webhook_url).hostname or ""
         if literal_target_refused(host, get_settings().webhook_allow_hosts):
             raise InvalidRequest(
-                "webhook_url points at a private, loopback or link-local address",
+                "webhook_url points at a private, loopback or link-local address; allow such"
+                " hosts with AIJOBS_WEBHOOK_ALLOW_HOSTS (then restart the API and workers)",
                 extra={"field": "webhook_url"},
             )
 
@@ -165,8 +105,7 @@ def submit(
     if idempotency_key is not None:
         earlier = _replayed(session, tenant_id, idempotency_key, request, job_id)
         if earlier is not None:
-            row = session.execute(_JOB, {"id": earlier})
-            return Submitted(dict(row.mappings().one()), publish=False)
+            return Submitted(dict(transitions.submitted(session.connection(), earlier)), False)
     params = {
         "id": job_id,
         "tenant_id": tenant_id,
@@ -186,18 +125,18 @@ def submit(
         # BEGIN and COMMIT round trips. (Following a leader takes a transaction; a
         # session bound to a caller's connection is part of the caller's.)
         fast = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        inserted = fast.execute(_INSERT, params).mappings().first()
+        inserted = transitions.insert(fast, params)
         if inserted is not None:
             return Submitted(dict(inserted), publish=inserted["status"] == "queued")
         session.commit()  # ends the autocommit unit (it holds nothing to commit)
     # The leader can end between our insert and our follow: then look again (it is a
     # cache hit now, or we lead). Each round needs that to happen again; three is plenty.
+    conn = session.connection()
     for _ in range(3):
-        inserted = session.execute(_INSERT, params).mappings().first()
+        inserted = transitions.insert(conn, params)
         if inserted is not None:
             return Submitted(dict(inserted), publish=inserted["status"] == "queued")
-        leader = session.execute(_FOLLOW, params).scalar()
-        if leader is not None:
-            row = session.execute(_INSERT_FOLLOWER, {**params, "leader_id": leader})
-            return Submitted(dict(row.mappings().one()), publish=False)
+        follower = transitions.follow(conn, params)
+        if follower is not None:
+            return Submitted(dict(follower), publish=False)
     raise Conflict("an identical request kept changing state; try again")

@@ -8,9 +8,10 @@ import sys
 from collections.abc import Sequence
 from decimal import Decimal
 
-from aijobs.commands import keys, processes, reports, triage
 from aijobs.errors import AppError
 from aijobs.settings import get_settings
+from cli import dev as dev_command
+from cli import keys, processes, reports, triage
 
 
 def _configure_logging(command: str) -> None:
@@ -44,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8000)
     dev.add_argument("--concurrency", type=int, default=8)
-    dev.set_defaults(func=processes.cmd_dev)
+    dev.set_defaults(func=dev_command.cmd_dev)
 
     key_parsers = sub.add_parser("keys", help="API keys").add_subparsers(
         dest="keys_command", required=True
@@ -97,17 +98,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "dev":
+        dev_command.use_running_dev()
     _configure_logging(args.command)
     try:
         return int(args.func(args))
     except (RuntimeError, AppError) as exc:
         print(f"aijobs: {exc}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,7 +11,7 @@ from typing import Any
 def _filter(args: argparse.Namespace) -> Any:
     from datetime import datetime
 
-    from aijobs.triage import JobFilter
+    from aijobs.jobs.triage import JobFilter
 
     def when(value: str | None) -> datetime | None:
         return datetime.fromisoformat(value) if value else None
@@ -26,9 +26,14 @@ def _filter(args: argparse.Namespace) -> Any:
     )
 
 
+def _filter_fields(args: argparse.Namespace) -> dict[str, str | None]:
+    names = ("status", "error_code", "tenant", "model", "since", "until")
+    return {name: getattr(args, name) for name in names}
+
+
 def cmd_jobs_list(args: argparse.Namespace) -> int:
-    from aijobs import triage
     from aijobs.db import session_scope
+    from aijobs.jobs import triage
 
     with session_scope() as session:
         rows, _, counts = triage.find(session, _filter(args), limit=args.limit, cursor=None)
@@ -46,10 +51,9 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
 def cmd_rerun(args: argparse.Namespace) -> int:
     """Re-run one job or every finished job a filter matches, with a progress bar."""
     import getpass
-    import uuid
 
-    from aijobs import audit, triage
     from aijobs.db import session_scope
+    from aijobs.jobs import triage
 
     with session_scope() as session:
         if args.job:
@@ -61,24 +65,18 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         return 0
     from api.publisher import publish_run
 
-    outcome = triage.Rerun()
-    batch = 100
-    for start in range(0, len(ids), batch):
-        with session_scope() as session:
-            done = len(outcome.requeued)
-            for job_id in ids[start : start + batch]:
-                triage.rerun_one(session, uuid.UUID(str(job_id)), outcome)
-            audit.record(
-                session,
-                "jobs.rerun",
-                f"cli:{getpass.getuser()}",
-                ids=[str(i) for i in ids[start : start + batch]],
-            )
-        for job_id in outcome.requeued[done:]:
-            publish_run(job_id)
-        shown = min(start + batch, len(ids))
-        bar = "#" * (30 * shown // max(len(ids), 1))
-        print(f"\r[{bar:<30}] {shown}/{len(ids)}", end="", file=sys.stderr, flush=True)
+    def progress(shown: int, total: int) -> None:
+        bar = "#" * (30 * shown // max(total, 1))
+        print(f"\r[{bar:<30}] {shown}/{total}", end="", file=sys.stderr, flush=True)
+
+    outcome = triage.rerun(
+        ids,
+        actor=f"cli:{getpass.getuser()}",
+        action="jobs.rerun",
+        detail={"job_id": args.job} if args.job else {"filter": _filter_fields(args)},
+        publish=publish_run,
+        progress=progress,
+    )
     print(file=sys.stderr)
     print(
         json.dumps(

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import inspect
 
 from aijobs.models import Job
-
-
-def _money(value: Decimal) -> str:
-    return format(value.normalize(), "f") if value else "0"
+from aijobs.money import usd
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -83,7 +79,7 @@ def view(row: Mapping[str, Any]) -> dict[str, Any]:
         "result": row["result"],
         "error": error,
         "usage": {"input_tokens": row["input_tokens"], "output_tokens": row["output_tokens"]},
-        "cost_usd": _money(row["cost_usd"]),
+        "cost_usd": usd(row["cost_usd"]),
         "cache_hit": row["cache_hit"],
         "metadata": row["metadata"],
         "webhook": webhook,

@@ -58,7 +58,7 @@ def _load_override(path: Path) -> dict[str, Any]:
 
 @lru_cache
 def pricing_table() -> dict[str, ModelPrice]:
-    shipped = json.loads(resources.files("aijobs").joinpath("data/pricing.json").read_text())
+    shipped = json.loads(resources.files("aijobs").joinpath("billing/prices.json").read_text())
     table = _parse(shipped["models"])
     override = get_settings().pricing_file
     if override is not None:

@@ -1,1 +1,0 @@
-"""The `aijobs` subcommands, one module per area; aijobs/cli.py parses and dispatches."""

@@ -1,0 +1,51 @@
+"""What the sweeper must publish: jobs Postgres says must run now that the broker may
+not hold. Publishing is the worker's part; this module only decides and marks."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import Connection, text
+
+from aijobs.jobs import transitions
+
+SWEEP_LOCK_KEY = 0x61696A6F  # "aijo": one sweeper at a time across all workers
+LOST_CALL_GRACE_S = 30
+
+
+def due_for_publish(
+    conn: Connection, *, queue_length: int, stale_s: float, batch: int = 1000
+) -> list[uuid.UUID]:
+    """Mark and return the jobs to publish (call inside a transaction):
+
+    - calls whose worker is gone are closed (charged at their reservation);
+    - running jobs whose worker stopped renewing its lease go back to queued;
+    - followers whose leader ended without passing its outcome on;
+    - retries whose due time has come;
+    - queued jobs waiting longer than stale_s, when the broker holds fewer messages
+      than there are such jobs (a broker restart or FLUSHDB lost some): the oldest
+      ones, as many as are missing. A backlog that is merely long is left alone.
+    A duplicate message is harmless: the claim lets only one run.
+    """
+    locked = conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": SWEEP_LOCK_KEY})
+    if not locked.scalar():
+        return []
+    transitions.close_lost_calls(conn, LOST_CALL_GRACE_S)
+    ids = transitions.requeue_lapsed(conn, batch)
+    ids += transitions.settle_orphans(conn)
+    ids += transitions.mark_due_retries(conn, batch)
+    ids += transitions.mark_unclaimed(conn, queue_length=queue_length, stale_s=stale_s, batch=batch)
+    return ids
+
+
+_EXPIRED_CACHE = text(
+    """
+    DELETE FROM cache_entries WHERE ctid IN (
+        SELECT ctid FROM cache_entries WHERE expires_at < now() LIMIT :batch)
+    """
+)
+
+
+def purge_expired_cache(conn: Connection, batch: int = 1000) -> int:
+    """Expired entries answer nothing (lookups check expires_at); this only frees space."""
+    return int(conn.execute(_EXPIRED_CACHE, {"batch": batch}).rowcount)

@@ -1,0 +1,709 @@
+"""The job state machine: every transition of a job is a named function here, over
+SQL guarded by the state it leaves, so each is safe to run twice.
+
+    submit      (none)             -> queued, or succeeded at once (a cache hit), or a
+                                      follower of an identical job in flight
+    claim       queued, due        -> running under a lease (the call recorded, its
+                                      cost reserved), or failed (refused)
+    succeed     running (ours)     -> succeeded (and cached)
+    retry       running (ours)     -> queued, due after a backoff
+    fall back   running (ours)     -> queued, on the next model
+    fail        running (ours)     -> failed
+    cancel      queued | running   -> cancelled
+    lapse       running, lease out -> queued (its lost call charged at its reservation)
+    re-run      terminal           -> queued, or succeeded (cache), or a follower
+    followers   queued follower    -> its leader's outcome, or leader itself (heir)
+
+"Ours" is `status = 'running' AND lease_owner = :owner`: a redelivered message or a
+worker that lost its lease can never end a job again nor record an attempt twice.
+The claim and the settle are the hot path of every job: one statement each (one round
+trip, atomic on its own), run on an autocommit connection. A job's end also makes its
+webhook delivery: the trigger of migration 0006 does that for every path here. The
+states and guards are drawn in docs/state-machine.md.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, TextClause, bindparam, text
+from sqlalchemy.dialects.postgresql import JSONB
+
+from aijobs.jobs.view import VIEW_COLUMNS
+from aijobs.lost_work import Waiting
+
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+
+# --- submit -------------------------------------------------------------------------
+
+_COLUMNS = """id, tenant_id, status, model, current_model, model_attempts, task, request,
+    metadata, webhook_url, max_attempts, timeout_s, attempts, input_tokens, output_tokens,
+    cost_usd, cache_hit, saved_usd, fingerprint, leader_id, followers, result, started_at,
+    finished_at, created_at, enqueued_at, reserve_usd"""
+
+# What a submit returns: the job to show, and what the API counts it by.
+_RETURNING = ", ".join((*VIEW_COLUMNS, "leader_id", "saved_usd"))
+
+# One round trip: look the cache up and insert the job, finished if it was a hit. An
+# identical request already in flight makes the insert do nothing (the unique index
+# on in-flight leaders): the caller then follows that leader.
+_INSERT = text(
+    f"""
+    WITH hit AS (
+        SELECT result, model, cost_usd FROM cache_entries
+        WHERE tenant_id = :tenant_id AND fingerprint = :fingerprint AND expires_at > now()
+    )
+    INSERT INTO jobs ({_COLUMNS})
+    SELECT :id, :tenant_id, CASE WHEN hit.result IS NULL THEN 'queued' ELSE 'succeeded' END,
+           :model, coalesce(hit.model, :model), 0, :task, :request, :metadata, :webhook_url,
+           :max_attempts, :timeout_s, 0, 0, 0, 0, hit.result IS NOT NULL,
+           coalesce(hit.cost_usd, 0), :fingerprint, NULL, 0, hit.result,
+           CASE WHEN hit.result IS NULL THEN NULL ELSE now() END,
+           CASE WHEN hit.result IS NULL THEN NULL ELSE now() END, now(), now(), :reserve_usd
+    FROM (SELECT 1) AS one LEFT JOIN hit ON true
+    ON CONFLICT (tenant_id, fingerprint)
+        WHERE leader_id IS NULL AND status IN ('queued', 'running') DO NOTHING
+    RETURNING {_RETURNING}
+    """
+).bindparams(
+    bindparam("request", type_=JSONB),
+    bindparam("metadata", type_=JSONB),
+    bindparam("reserve_usd", type_=JSONB),
+)
+
+# Count one more follower on the live leader of the same request (not the job itself):
+# the row lock makes the leader's settle wait for our commit, so it cannot miss us.
+_JOIN_LIVE_LEADER = text(
+    """
+    UPDATE jobs SET followers = followers + 1
+    WHERE tenant_id = :tenant_id AND fingerprint = :fingerprint AND leader_id IS NULL
+      AND status IN ('queued', 'running') AND id <> :id
+    RETURNING id
+    """
+)
+_INSERT_FOLLOWER = text(
+    f"""
+    INSERT INTO jobs ({_COLUMNS})
+    VALUES (:id, :tenant_id, 'queued', :model, :model, 0, :task, :request, :metadata,
+            :webhook_url, :max_attempts, :timeout_s, 0, 0, 0, 0, false, 0, :fingerprint,
+            :leader_id, 0, NULL, NULL, NULL, now(), now(), :reserve_usd)
+    RETURNING {_RETURNING}
+    """
+).bindparams(
+    bindparam("request", type_=JSONB),
+    bindparam("metadata", type_=JSONB),
+    bindparam("reserve_usd", type_=JSONB),
+)
+_SUBMITTED = text(f"SELECT {_RETURNING} FROM jobs WHERE id = :id")
+
+
+def insert(conn: Connection, params: Mapping[str, Any]) -> RowMapping | None:
+    """(none) -> queued, or succeeded from the cache. None when an identical job is in
+    flight: follow it (`follow`)."""
+    return conn.execute(_INSERT, params).mappings().first()
+
+
+def follow(conn: Connection, params: Mapping[str, Any]) -> RowMapping | None:
+    """(none) -> queued as a follower of the identical job in flight; None when that
+    job ended meanwhile (insert again). In a transaction: the leader stays locked."""
+    leader = conn.execute(_JOIN_LIVE_LEADER, params).scalar()
+    if leader is None:
+        return None
+    return conn.execute(_INSERT_FOLLOWER, {**params, "leader_id": leader}).mappings().one()
+
+
+def submitted(conn: Connection, job_id: uuid.UUID) -> RowMapping:
+    """A job as a submit returns it (the replay of an Idempotency-Key)."""
+    return conn.execute(_SUBMITTED, {"id": job_id}).mappings().one()
+
+
+# --- claim and settle (the worker) --------------------------------------------------
+
+# queued (and due) -> running under our lease, counting the call we are about to make,
+# reserving its maximum cost against the tenant's budget (check and add in one step,
+# so concurrent claims on any number of workers cannot overshoot), and recording the
+# call before it is made. A call that does not fit is not recorded: it is not made.
+_CLAIM = text(
+    """
+    WITH claimed AS (
+        UPDATE jobs SET status = 'running', attempts = attempts + 1,
+               model_attempts = model_attempts + 1, lease_owner = :owner,
+               lease_expires_at = now() + make_interval(secs => :lease_s),
+               started_at = coalesce(started_at, now()), next_attempt_at = NULL
+        WHERE id = :id AND status = 'queued' AND leader_id IS NULL
+          AND coalesce(next_attempt_at, now()) <= now()
+        RETURNING id, tenant_id, current_model, request, timeout_s, max_attempts, attempts,
+                  model_attempts, coalesce((reserve_usd ->> current_model)::numeric, 0) AS reserve
+    ), limits AS (
+        SELECT t.daily_budget_usd AS daily, t.monthly_budget_usd AS monthly
+        FROM tenants t JOIN claimed k ON t.id = k.tenant_id
+    ), budget AS (
+        UPDATE budget_counters c SET
+            day = :today, month = :month,
+            day_spent = CASE WHEN c.day = :today THEN c.day_spent ELSE 0 END,
+            month_spent = CASE WHEN c.month = :month THEN c.month_spent ELSE 0 END,
+            day_reserved = c.day_reserved + k.reserve,
+            month_reserved = c.month_reserved + k.reserve
+        FROM claimed k, limits l
+        WHERE c.tenant_id = k.tenant_id AND k.model_attempts <= k.max_attempts
+          AND (l.daily IS NOT NULL OR l.monthly IS NOT NULL)
+          AND (l.daily IS NULL OR (CASE WHEN c.day = :today THEN c.day_spent ELSE 0 END)
+                                  + c.day_reserved + k.reserve <= l.daily)
+          AND (l.monthly IS NULL OR (CASE WHEN c.month = :month THEN c.month_spent ELSE 0 END)
+                                    + c.month_reserved + k.reserve <= l.monthly)
+        RETURNING c.tenant_id
+    ), allowed AS (
+        SELECT k.* FROM claimed k, limits l
+        WHERE k.model_attempts <= k.max_attempts
+          AND ((l.daily IS NULL AND l.monthly IS NULL) OR EXISTS (SELECT 1 FROM budget))
+    ), started AS (
+        INSERT INTO attempts (job_id, tenant_id, attempt_no, model, worker, outcome,
+                              started_at, input_tokens, output_tokens, cost_usd, reserved_usd,
+                              budget_held, cost_estimated)
+        SELECT id, tenant_id, attempts, current_model, :owner, 'started', now(), 0, 0, 0,
+               reserve, EXISTS (SELECT 1 FROM budget), false
+        FROM allowed
+    )
+    SELECT k.tenant_id, k.current_model, k.request, k.timeout_s, k.max_attempts, k.attempts,
+           k.model_attempts, EXISTS (SELECT 1 FROM allowed)
+    FROM claimed k
+    """
+)
+
+# Complete the attempt row (only if still started: never count a call twice), then end
+# or requeue the job under our lease; if the job left our hands (cancelled), the call
+# that was made still adds its cost.
+_USAGE = """input_tokens = input_tokens + :input_tokens,
+            output_tokens = output_tokens + :output_tokens, cost_usd = cost_usd + :cost_usd"""
+
+
+def _settle(transition: str, then: str = "") -> TextClause:
+    return text(
+        f"""
+        WITH call AS (
+            UPDATE attempts SET outcome = :outcome, finished_at = now(),
+                   latency_ms = :latency_ms, input_tokens = :input_tokens,
+                   output_tokens = :output_tokens, cost_usd = :cost_usd,
+                   error_code = :error_code, error_message = :error_message,
+                   http_status = :http_status
+            WHERE job_id = :id AND attempt_no = :attempt_no AND outcome = 'started'
+            RETURNING job_id, tenant_id, reserved_usd, budget_held
+        ), released AS (
+            UPDATE budget_counters c SET
+                day_reserved = greatest(c.day_reserved - a.reserved_usd, 0),
+                month_reserved = greatest(c.month_reserved - a.reserved_usd, 0),
+                day_spent = c.day_spent + :cost_usd, month_spent = c.month_spent + :cost_usd
+            FROM call a WHERE c.tenant_id = a.tenant_id AND a.budget_held
+        ), ended AS (
+            UPDATE jobs SET {transition}, lease_owner = NULL, lease_expires_at = NULL, {_USAGE}
+            WHERE id IN (SELECT job_id FROM call) AND status = 'running'
+              AND lease_owner = :owner
+            RETURNING id, tenant_id, fingerprint, current_model, followers
+        ), kept_cost AS (
+            UPDATE jobs SET {_USAGE}
+            WHERE id IN (SELECT job_id FROM call) AND NOT EXISTS (SELECT 1 FROM ended)
+        ){then}
+        SELECT (SELECT count(*) FROM call), (SELECT count(*) FROM ended),
+               coalesce((SELECT followers FROM ended), 0)
+        """
+    )
+
+
+# A success of a job with a fingerprint (cache on) is written to the exact cache.
+_CACHE_RESULT = """, cached AS (
+            INSERT INTO cache_entries (tenant_id, fingerprint, result, model, cost_usd,
+                                       input_tokens, output_tokens, created_at, expires_at)
+            SELECT tenant_id, fingerprint, :result, current_model, :cost_usd, :input_tokens,
+                   :output_tokens, now(), now() + make_interval(secs => :cache_ttl_s)
+            FROM ended WHERE fingerprint IS NOT NULL
+            ON CONFLICT (tenant_id, fingerprint) DO UPDATE SET
+                result = EXCLUDED.result, model = EXCLUDED.model, cost_usd = EXCLUDED.cost_usd,
+                input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens,
+                created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
+        )"""
+_SUCCEED = _settle(
+    "status = 'succeeded', finished_at = now(), result = :result", then=_CACHE_RESULT
+).bindparams(bindparam("result", type_=JSONB))
+_FAIL = _settle(
+    """status = 'failed', finished_at = now(), result = :result, error_code = :code,
+       error_message = :message, error_retryable = :retryable"""
+).bindparams(bindparam("result", type_=JSONB))
+# Back to queued with a due time in Postgres: the wait holds no worker slot and no
+# delayed broker message, and survives any restart. The sweeper publishes it when due.
+_RETRY = _settle(
+    """status = 'queued', enqueued_at = now(),
+       next_attempt_at = now() + make_interval(secs => :delay_s)"""
+)
+# The model's attempts ended in a retryable error: the next model gets its own.
+_FALLBACK = _settle(
+    """status = 'queued', enqueued_at = now(), next_attempt_at = now(),
+       current_model = :next_model, model_attempts = 0"""
+)
+# The claim counted a call that is not made: fail the job without it.
+_REFUSED = text(
+    """
+    UPDATE jobs SET status = 'failed', finished_at = now(), attempts = attempts - 1,
+           model_attempts = model_attempts - 1, error_code = :code, error_retryable = false,
+           error_message = :message, lease_owner = NULL, lease_expires_at = NULL
+    WHERE id = :id AND status = 'running' AND lease_owner = :owner
+    RETURNING followers
+    """
+)
+_RENEW = text(
+    """
+    UPDATE jobs SET lease_expires_at = now() + make_interval(secs => :lease_s)
+    WHERE lease_owner = :owner AND status = 'running'
+    """
+)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A job we hold, with the number of the call we are about to make."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    model: str  # the model this call goes to: the job's, or a fallback
+    request: dict[str, Any]
+    timeout_s: float
+    max_attempts: int
+    attempt_no: int  # among all the job's calls
+    model_attempt_no: int  # among the calls to this model
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """What one provider call cost and how it ended."""
+
+    outcome: str  # succeeded | failed
+    latency_ms: int
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+    error_code: str | None = None
+    error_message: str | None = None
+    http_status: int | None = None
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The job was claimed but no call may be made: it failed (and may have followers)."""
+
+    code: str
+    followers: int
+
+
+def claim(
+    conn: Connection,
+    job_id: uuid.UUID,
+    owner: str,
+    lease_s: float,
+    *,
+    today: date,
+    month: date,
+) -> Claimed | Refused | None:
+    """Take the job, reserve the call's cost and record the attempt, before the call.
+    None when the job is not ours to run (taken, finished, not due); Refused when the
+    call does not fit the budget, or every attempt was used."""
+    params = {"id": job_id, "owner": owner, "lease_s": lease_s, "today": today, "month": month}
+    row = conn.execute(_CLAIM, params).first()
+    if row is None:
+        return None
+    tenant_id, model, request, timeout_s, max_attempts, attempt_no, model_attempt_no, allowed = row
+    if not allowed:
+        if model_attempt_no > max_attempts:
+            code = "internal"
+            message = f"all {max_attempts} attempts were used (the last was interrupted)"
+        else:
+            code = "budget_exceeded"
+            message = "the call does not fit the tenant's budget; it was not made"
+        refused = {"id": job_id, "owner": owner, "code": code, "message": message}
+        followers = conn.execute(_REFUSED, refused).scalar()
+        return Refused(code=code, followers=int(followers or 0))
+    return Claimed(
+        id=job_id,
+        tenant_id=tenant_id,
+        model=model,
+        request=request,
+        timeout_s=float(timeout_s),
+        max_attempts=max_attempts,
+        attempt_no=attempt_no,
+        model_attempt_no=model_attempt_no,
+    )
+
+
+@dataclass(frozen=True)
+class Settled:
+    ended: bool  # the job ended (or was requeued) under our lease
+    followers: int  # identical jobs that may be waiting on this one
+
+
+def _run_settle(
+    conn: Connection,
+    statement: TextClause,
+    job: Claimed,
+    owner: str,
+    call: CallRecord,
+    **extra: Any,
+) -> Settled:
+    params = {
+        "id": job.id,
+        "owner": owner,
+        "attempt_no": job.attempt_no,
+        "outcome": call.outcome,
+        "latency_ms": call.latency_ms,
+        "input_tokens": call.input_tokens,
+        "output_tokens": call.output_tokens,
+        "cost_usd": call.cost_usd,
+        "error_code": call.error_code,
+        "error_message": call.error_message,
+        "http_status": call.http_status,
+        **extra,
+    }
+    row = conn.execute(statement, params).one()
+    return Settled(ended=bool(row[1]), followers=int(row[2]))
+
+
+def succeed(
+    conn: Connection,
+    job: Claimed,
+    owner: str,
+    call: CallRecord,
+    result: dict[str, Any],
+    *,
+    cache_ttl_s: float,
+) -> Settled:
+    return _run_settle(conn, _SUCCEED, job, owner, call, result=result, cache_ttl_s=cache_ttl_s)
+
+
+def fail(
+    conn: Connection,
+    job: Claimed,
+    owner: str,
+    call: CallRecord,
+    *,
+    code: str,
+    message: str,
+    retryable: bool,
+    result: dict[str, Any] | None = None,
+) -> Settled:
+    return _run_settle(
+        conn,
+        _FAIL,
+        job,
+        owner,
+        call,
+        code=code,
+        message=message[:2000],
+        retryable=retryable,
+        result=result,
+    )
+
+
+def schedule_retry(
+    conn: Connection, job: Claimed, owner: str, call: CallRecord, delay_s: float
+) -> Settled:
+    return _run_settle(conn, _RETRY, job, owner, call, delay_s=delay_s)
+
+
+def fall_back(
+    conn: Connection, job: Claimed, owner: str, call: CallRecord, next_model: str
+) -> Settled:
+    return _run_settle(conn, _FALLBACK, job, owner, call, next_model=next_model)
+
+
+_CURRENT_MODEL = text(
+    "SELECT current_model, timeout_s FROM jobs WHERE id = :id AND status = 'queued'"
+)
+_DEFER = text(
+    """
+    UPDATE jobs SET next_attempt_at = now() + make_interval(secs => :delay_s)
+    WHERE id = :id AND status = 'queued' AND leader_id IS NULL
+    """
+)
+
+
+def next_call(conn: Connection, job_id: uuid.UUID) -> tuple[str, float] | None:
+    """The model a queued job will call next, and its timeout."""
+    row = conn.execute(_CURRENT_MODEL, {"id": job_id}).first()
+    return (str(row[0]), float(row[1])) if row is not None else None
+
+
+def defer(conn: Connection, job_id: uuid.UUID, delay_s: float) -> None:
+    """Leave a queued job for later (its model is at its cap); the sweeper publishes it."""
+    conn.execute(_DEFER, {"id": job_id, "delay_s": delay_s})
+
+
+def renew_leases(conn: Connection, owner: str, lease_s: float) -> None:
+    conn.execute(_RENEW, {"owner": owner, "lease_s": lease_s})
+
+
+# --- cancel (the client or an admin) ------------------------------------------------
+
+_CANCEL = text(
+    """
+    UPDATE jobs SET status = 'cancelled', finished_at = now(), error_code = 'cancelled',
+           error_message = 'cancelled by the client', error_retryable = false,
+           lease_owner = NULL, lease_expires_at = NULL
+    WHERE id = :id AND status IN ('queued', 'running')
+    RETURNING leader_id IS NULL AND followers > 0
+    """
+)
+
+
+@dataclass(frozen=True)
+class Cancel:
+    changed: bool  # False when the job had ended already
+    heir: uuid.UUID | None = None  # a follower that leads now, to publish
+
+
+def cancel(conn: Connection, job_id: uuid.UUID) -> Cancel:
+    """queued | running -> cancelled. A call in flight keeps its cost record (its settle
+    adds it); the followers of a cancelled leader go on, led by the oldest of them."""
+    row = conn.execute(_CANCEL, {"id": job_id}).first()
+    if row is None:
+        return Cancel(changed=False)
+    return Cancel(changed=True, heir=promote_heir(conn, job_id) if row[0] else None)
+
+
+# --- leases and lost work (the sweeper) ---------------------------------------------
+
+# Calls whose worker is gone: the job's lease lapsed, or the job left running (cancelled)
+# longer ago than the call could last. Their usage never reached us, so each is charged
+# at its reservation (the most it can have cost) and its budget hold is released.
+_CLOSE_LOST_CALLS = text(
+    """
+    WITH lost AS (
+        UPDATE attempts a SET outcome = 'interrupted', finished_at = now(),
+               error_code = 'internal', cost_usd = a.reserved_usd, cost_estimated = true,
+               error_message = 'the worker was lost during the call; charged at its reservation'
+        FROM jobs j
+        WHERE a.job_id = j.id AND a.outcome = 'started'
+          AND ((j.status = 'running' AND j.lease_expires_at < now())
+               OR (j.status <> 'running'
+                   AND a.started_at < now() - make_interval(secs => j.timeout_s + :grace_s)))
+        RETURNING a.job_id, a.tenant_id, a.reserved_usd, a.budget_held
+    ), charged AS (
+        UPDATE jobs j SET cost_usd = j.cost_usd + s.total
+        FROM (SELECT job_id, sum(reserved_usd) AS total FROM lost GROUP BY job_id) s
+        WHERE j.id = s.job_id
+    ), released AS (
+        UPDATE budget_counters c SET
+            day_reserved = greatest(c.day_reserved - s.total, 0),
+            month_reserved = greatest(c.month_reserved - s.total, 0),
+            day_spent = c.day_spent + s.total, month_spent = c.month_spent + s.total
+        FROM (SELECT tenant_id, sum(reserved_usd) AS total FROM lost WHERE budget_held
+              GROUP BY tenant_id) s
+        WHERE c.tenant_id = s.tenant_id
+    )
+    SELECT count(*) FROM lost
+    """
+)
+_REQUEUE_LAPSED = text(
+    """
+    UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+           enqueued_at = now()
+    WHERE id IN (SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at < now()
+                 LIMIT :batch FOR UPDATE SKIP LOCKED)
+    RETURNING id
+    """
+)
+_MARK_DUE_RETRIES = text(
+    """
+    UPDATE jobs SET enqueued_at = now()
+    WHERE id IN (SELECT id FROM jobs
+                 WHERE status = 'queued' AND next_attempt_at <= now()
+                   AND enqueued_at <= next_attempt_at
+                 ORDER BY next_attempt_at LIMIT :batch FOR UPDATE SKIP LOCKED)
+    RETURNING id
+    """
+)
+_UNCLAIMED = Waiting.of(
+    "jobs",
+    """status = 'queued' AND leader_id IS NULL
+       AND coalesce(next_attempt_at, '-infinity') <= now()
+       AND enqueued_at < now() - make_interval(secs => :stale_s)""",
+)
+
+
+def close_lost_calls(conn: Connection, grace_s: float) -> int:
+    """started -> interrupted for calls whose worker is gone, charged at their reservation."""
+    return int(conn.execute(_CLOSE_LOST_CALLS, {"grace_s": grace_s}).scalar() or 0)
+
+
+def requeue_lapsed(conn: Connection, batch: int) -> list[uuid.UUID]:
+    """running, lease lapsed -> queued (its worker stopped renewing it): to publish."""
+    return [row[0] for row in conn.execute(_REQUEUE_LAPSED, {"batch": batch})]
+
+
+def mark_due_retries(conn: Connection, batch: int) -> list[uuid.UUID]:
+    """Queued retries whose due time has come and that were not published for it."""
+    return [row[0] for row in conn.execute(_MARK_DUE_RETRIES, {"batch": batch})]
+
+
+def mark_unclaimed(
+    conn: Connection, *, queue_length: int, stale_s: float, batch: int
+) -> list[uuid.UUID]:
+    """Queued jobs published longer than stale_s ago that the broker may have lost."""
+    return list(_UNCLAIMED.missing(conn, queue_length=queue_length, stale_s=stale_s, batch=batch))
+
+
+# --- re-run (an admin) --------------------------------------------------------------
+
+_LOCK_FOR_RERUN = text("SELECT status, tenant_id, fingerprint FROM jobs WHERE id = :id FOR UPDATE")
+# A fresh cached success answers the re-run at once.
+_RERUN_FROM_CACHE = text(
+    """
+    UPDATE jobs j SET status = 'succeeded', finished_at = now(), result = c.result,
+           current_model = c.model, cache_hit = true, saved_usd = j.saved_usd + c.cost_usd,
+           error_code = NULL, error_message = NULL, error_retryable = NULL
+    FROM cache_entries c
+    WHERE j.id = :id AND c.tenant_id = j.tenant_id AND c.fingerprint = j.fingerprint
+      AND c.expires_at > now()
+    RETURNING j.id
+    """
+)
+# Back to queued, as a new run of the same job: its attempts stay (numbering goes on),
+# its result and error go; it leads, or follows an identical job in flight.
+_REQUEUE_FOR_RERUN = text(
+    """
+    UPDATE jobs SET status = 'queued', started_at = NULL, finished_at = NULL, result = NULL,
+           error_code = NULL, error_message = NULL, error_retryable = NULL,
+           current_model = model, model_attempts = 0, next_attempt_at = NULL,
+           enqueued_at = now(), lease_owner = NULL, lease_expires_at = NULL,
+           cache_hit = false, leader_id = :leader_id, followers = 0
+    WHERE id = :id
+    """
+)
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """How a re-run went: `publish` when the job leads a new run; `skipped` says why
+    nothing happened; neither when it was answered at once (cache hit, follower)."""
+
+    publish: bool = False
+    skipped: str | None = None
+
+
+def rerun(conn: Connection, job_id: uuid.UUID) -> Rerun:
+    """terminal -> queued (or succeeded from the cache, or a follower). In a transaction:
+    the row lock, then the status check, so two re-runs of one job at once run it once."""
+    job = conn.execute(_LOCK_FOR_RERUN, {"id": job_id}).first()
+    if job is None:
+        return Rerun(skipped="no such job")
+    status, tenant_id, fingerprint = job
+    if status not in TERMINAL:
+        return Rerun(skipped=f"{status}: not finished")
+    leader = None
+    if fingerprint is not None:
+        if conn.execute(_RERUN_FROM_CACHE, {"id": job_id}).first() is not None:
+            return Rerun()
+        same = {"id": job_id, "tenant_id": tenant_id, "fingerprint": fingerprint}
+        leader = conn.execute(_JOIN_LIVE_LEADER, same).scalar()
+    conn.execute(_REQUEUE_FOR_RERUN, {"id": job_id, "leader_id": leader})
+    return Rerun(publish=leader is None)
+
+
+# --- followers (identical jobs waiting on a leader) ---------------------------------
+
+# A follower of a leader that succeeded is a cache hit (cost 0, the call's price saved);
+# of one that failed, it fails with the same error.
+_FINISH_FOLLOWERS = text(
+    """
+    UPDATE jobs f SET status = l.status, started_at = coalesce(f.started_at, now()),
+           finished_at = now(), result = l.result, error_code = l.error_code,
+           error_message = l.error_message, error_retryable = l.error_retryable,
+           current_model = l.current_model, cache_hit = (l.status = 'succeeded'),
+           saved_usd = CASE WHEN l.status = 'succeeded' THEN coalesce(
+               (SELECT c.cost_usd FROM cache_entries c
+                WHERE c.tenant_id = l.tenant_id AND c.fingerprint = l.fingerprint), 0)
+               ELSE 0 END
+    FROM jobs l
+    WHERE l.id = :leader AND f.leader_id = l.id AND f.status = 'queued'
+      AND l.status IN ('succeeded', 'failed')
+    RETURNING f.id
+    """
+)
+# A new leader for the same request may exist already (it arrived after the cancel).
+_LOCK_NEWER_LEADER = text(
+    """
+    SELECT n.id FROM jobs n JOIN jobs l ON l.id = :leader
+    WHERE n.tenant_id = l.tenant_id AND n.fingerprint = l.fingerprint
+      AND n.leader_id IS NULL AND n.status IN ('queued', 'running')
+    FOR UPDATE OF n
+    """
+)
+_MOVE_FOLLOWERS_TO_NEWER_LEADER = text(
+    """
+    WITH moved AS (
+        UPDATE jobs SET leader_id = :heir WHERE leader_id = :leader AND status = 'queued'
+        RETURNING id
+    )
+    UPDATE jobs SET followers = followers + (SELECT count(*) FROM moved) WHERE id = :heir
+    """
+)
+_LOCK_OLDEST_FOLLOWER = text(
+    """
+    SELECT id FROM jobs WHERE leader_id = :leader AND status = 'queued'
+    ORDER BY created_at, id LIMIT 1 FOR UPDATE
+    """
+)
+_PROMOTE_HEIR = text(
+    """
+    UPDATE jobs SET leader_id = NULL, enqueued_at = now(),
+           followers = (SELECT count(*) FROM jobs
+                        WHERE leader_id = :leader AND status = 'queued' AND id <> :heir)
+    WHERE id = :heir
+    """
+)
+_FOLLOW_HEIR = text(
+    "UPDATE jobs SET leader_id = :heir WHERE leader_id = :leader AND status = 'queued'"
+)
+_ENDED_LEADERS_WITH_FOLLOWERS = text(
+    """
+    SELECT DISTINCT f.leader_id FROM jobs f JOIN jobs l ON l.id = f.leader_id
+    WHERE f.leader_id IS NOT NULL AND f.status = 'queued'
+      AND l.status IN ('succeeded', 'failed', 'cancelled')
+    LIMIT :batch
+    """
+)
+
+
+def finish_followers(conn: Connection, leader_id: uuid.UUID) -> list[uuid.UUID]:
+    """queued followers of an ended leader -> its outcome (succeeded as cache hits, or
+    failed with its error)."""
+    return [row[0] for row in conn.execute(_FINISH_FOLLOWERS, {"leader": leader_id})]
+
+
+def promote_heir(conn: Connection, leader_id: uuid.UUID) -> uuid.UUID | None:
+    """The leader was cancelled: its oldest follower leads now (to be published), the
+    others follow it. Run in the transaction that cancelled the leader."""
+    live = conn.execute(_LOCK_NEWER_LEADER, {"leader": leader_id}).scalar()
+    if live is not None:
+        conn.execute(_MOVE_FOLLOWERS_TO_NEWER_LEADER, {"leader": leader_id, "heir": live})
+        return None
+    heir = conn.execute(_LOCK_OLDEST_FOLLOWER, {"leader": leader_id}).scalar()
+    if heir is None:
+        return None
+    conn.execute(_PROMOTE_HEIR, {"leader": leader_id, "heir": heir})
+    conn.execute(_FOLLOW_HEIR, {"leader": leader_id, "heir": heir})
+    return uuid.UUID(str(heir))
+
+
+def settle_orphans(conn: Connection, batch: int = 100) -> list[uuid.UUID]:
+    """Followers whose leader ended without passing its outcome on (its worker died
+    between the two): finish them, or promote an heir. Returns heirs to publish."""
+    heirs: list[uuid.UUID] = []
+    for (leader_id,) in conn.execute(_ENDED_LEADERS_WITH_FOLLOWERS, {"batch": batch}).all():
+        finish_followers(conn, leader_id)
+        heir = promote_heir(conn, leader_id)
+        if heir is not None:
+            heirs.append(heir)
+    return heirs

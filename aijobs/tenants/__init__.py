@@ -1,0 +1,1 @@
+"""Tenants: their API keys (hashed), limits, webhook secrets, and the admin audit log."""
