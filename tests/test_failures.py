@@ -35,6 +35,18 @@ def test_429_honours_retry_after(client: Client, fake_openai: FakeOpenAI) -> Non
     assert second - first >= 1.0
 
 
+def test_a_junk_retry_after_falls_back_to_the_backoff(
+    client: Client, fake_openai: FakeOpenAI
+) -> None:
+    """`Retry-After: soon` is neither seconds nor a date: the mapping used to raise on
+    it and leave the job running for good."""
+    message = unique("[429:soon] busy")
+    done = client.wait(client.submit(chat(message)).json()["id"])
+    assert done["status"] == "succeeded", done
+    assert done["attempts"] == 2
+    assert fake_openai.count(message) == 2
+
+
 def test_a_hang_beyond_timeout_is_provider_timeout(
     client: Client, fake_openai: FakeOpenAI, db: psycopg.Connection[Any]
 ) -> None:

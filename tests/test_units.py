@@ -11,7 +11,7 @@ from aijobs.billing.pricing import price_for
 from aijobs.errors import UnknownModel
 from aijobs.jobs.structured import InvalidOutput, parse_output
 from aijobs.webhooks.ssrf import is_blocked, literal_target_refused, parse_host_ip
-from worker.retry_policy import retry_delay
+from worker.retry_policy import retry_after_s, retry_delay
 
 
 def test_prices_are_exact_decimals() -> None:
@@ -83,3 +83,16 @@ def test_structured_output() -> None:
         parse_output("nope", schema)
     with pytest.raises(InvalidOutput, match="does not match"):
         parse_output('{"a": "x"}', schema)
+
+
+def test_retry_after_of_every_shape() -> None:
+    assert retry_after_s({"retry-after-ms": "1500", "Retry-After": "9"}) == 1.5
+    assert retry_after_s({"Retry-After": "7"}) == 7
+    assert retry_after_s({"retry-after": "-3"}) == 0
+    assert retry_after_s({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0
+    later = retry_after_s({"Retry-After": "Fri, 01 Jan 2100 00:00:00 GMT"})
+    assert later is not None and later > 10**8
+    for junk in ("soon", "nan", "inf", "-inf", "", "Mon, 99 Foo 2015", "1e999"):
+        assert retry_after_s({"Retry-After": junk}) is None, junk
+    assert retry_after_s({"retry-after-ms": "junk"}) is None
+    assert retry_after_s(None) is None and retry_after_s({}) is None

@@ -18,8 +18,7 @@ from aijobs.settings import get_settings
 from aijobs.webhooks import signing, ssrf
 from tests.webhook_receiver import Receiver
 from worker import webhook_http
-from worker.retry_policy import webhook_retry_delay
-from worker.webhook_http import retry_after
+from worker.retry_policy import retry_after_s, webhook_retry_delay
 
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -54,6 +53,10 @@ def test_webhook_retry_schedule_has_jitter_and_an_end() -> None:
     assert webhook_retry_delay(1, (0.5,), retry_after_s=30) == 30
     assert webhook_retry_delay(1, (0.5,), retry_after_s=10**9) == 3600  # clamped
     assert webhook_retry_delay(1, ()) is None
+
+
+def retry_after(value: str | None) -> float | None:
+    return retry_after_s(None if value is None else {"Retry-After": value})
 
 
 def test_retry_after_reads_seconds_and_dates() -> None:

@@ -4,7 +4,45 @@ with ±20% jitter, never sooner than the receiver's Retry-After (clamped)."""
 
 from __future__ import annotations
 
+import math
 import random
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+
+def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
+    """The one reading of a server's wait, for providers and webhook receivers alike:
+    `retry-after-ms`, else `Retry-After` as seconds or an HTTP date. None when absent
+    or unreadable (junk, NaN, infinity): then the caller's own backoff applies. Never
+    negative; each caller caps it."""
+    if not headers:
+        return None
+    lowered = {key.lower(): value for key, value in headers.items()}
+    millis = _seconds(lowered.get("retry-after-ms"))
+    if millis is not None:
+        return millis / 1000
+    value = (lowered.get("retry-after") or "").strip()
+    seconds = _seconds(value)
+    if seconds is not None or not value:
+        return seconds
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return max(seconds, 0.0)
 
 
 def retry_delay(

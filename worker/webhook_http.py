@@ -7,8 +7,6 @@ import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from functools import lru_cache
 
 import httpcore
@@ -16,6 +14,7 @@ import httpx
 from httpcore._backends.base import SOCKET_OPTION
 
 from aijobs.webhooks.ssrf import TargetRefused, vetted_addresses
+from worker.retry_policy import retry_after_s
 
 RESPONSE_BODY_LIMIT = 1024
 USER_AGENT = "aijobs-webhooks/1"
@@ -90,23 +89,6 @@ class Answer:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds or an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
-
-
 def post(
     url: str, body: bytes, headers: dict[str, str], *, timeout_s: float, allow_raw: str
 ) -> Answer:
@@ -134,7 +116,7 @@ def post(
                 latency_ms=latency_ms,
                 status_code=response.status_code,
                 response_body=excerpt[:RESPONSE_BODY_LIMIT].decode("utf-8", "replace"),
-                retry_after_s=retry_after(response.headers.get("retry-after")),
+                retry_after_s=retry_after_s(response.headers),
             )
     except TargetRefused as exc:
         return Answer(latency_ms=elapsed(), error=f"refused: {exc}", refused=True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
-import time
 from collections.abc import Mapping
 
 import anthropic
@@ -11,30 +9,16 @@ import httpx2
 import openai
 
 from worker.providers.base import ProviderError
+from worker.retry_policy import retry_after_s
 
 # Transient per HTTP: request timeout, conflict, rate limit, server errors (and 529).
 TRANSIENT_STATUS = frozenset({408, 409, 429})
 RETRY_AFTER_CAP_S = 300.0
 
 
-def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
-    """Retry-After (seconds or HTTP date) or retry-after-ms, capped."""
-    if headers is None:
-        return None
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return min(float(millis) / 1000, RETRY_AFTER_CAP_S)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return min(max(float(value), 0.0), RETRY_AFTER_CAP_S)
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
-        return min(max(parsed.timestamp() - time.time(), 0.0), RETRY_AFTER_CAP_S)
+def _capped_retry_after(headers: Mapping[str, str] | None) -> float | None:
+    wait = retry_after_s(headers)
+    return None if wait is None else min(wait, RETRY_AFTER_CAP_S)
 
 
 def from_status(status: int, message: str, headers: Mapping[str, str] | None) -> ProviderError:
@@ -43,7 +27,7 @@ def from_status(status: int, message: str, headers: Mapping[str, str] | None) ->
             "provider_rate_limited",
             message,
             retryable=True,
-            retry_after_s=retry_after_seconds(headers),
+            retry_after_s=_capped_retry_after(headers),
             http_status=status,
         )
     retryable = status in TRANSIENT_STATUS or status >= 500
@@ -51,7 +35,7 @@ def from_status(status: int, message: str, headers: Mapping[str, str] | None) ->
         "provider_error",
         message,
         retryable=retryable,
-        retry_after_s=retry_after_seconds(headers) if retryable else None,
+        retry_after_s=_capped_retry_after(headers) if retryable else None,
         http_status=status,
     )
 
