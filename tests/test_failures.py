@@ -127,6 +127,20 @@ def test_fallback_to_a_second_model_after_retryable_failures(
     assert Decimal(done["cost_usd"]) == expected == rows[2][4]
 
 
+def test_the_simulated_outage_falls_back_on_the_embedded_default(client: Client) -> None:
+    """sim/down always fails transiently: the README's fallback example, no key needed."""
+    body = {
+        "model": "sim/down",
+        "fallbacks": ["sim/echo"],
+        "max_attempts": 2,
+        "messages": [{"role": "user", "content": unique("hello")}],
+    }
+    done = client.wait(client.submit(body).json()["id"])
+    assert done["status"] == "succeeded", done
+    assert done["answered_by"] == "sim/echo"
+    assert done["attempts"] == 3
+
+
 def test_no_fallback_after_a_permanent_error(client: Client, fake_openai: FakeOpenAI) -> None:
     message = unique("[status:401] unauthorized")
     body = chat(message, fallbacks=["openai/gpt-4.1-mini"])

@@ -1,7 +1,8 @@
 """The built-in simulator (`sim/*`), for demos and load tests: it calls no real model.
 
 `sim/echo` replies with the last user message; `sim/embed` returns deterministic
-vectors. Latency and the share of transient failures come from settings.
+vectors; `sim/down` always fails with a transient error (a provider outage, to show
+fallbacks). Latency and the share of transient failures come from settings.
 """
 
 from __future__ import annotations
@@ -35,9 +36,14 @@ class SimProvider:
             raise ProviderError("provider_timeout", "sim: simulated timeout", retryable=True)
         if latency:
             await asyncio.sleep(latency)
-        if settings.sim_error_rate and random.random() < settings.sim_error_rate:
+        if name == "down" or (
+            settings.sim_error_rate and random.random() < settings.sim_error_rate
+        ):
             raise ProviderError(
-                "provider_error", "sim: simulated transient error", retryable=True, http_status=503
+                "provider_error",
+                f"sim/{name}: simulated transient error",
+                retryable=True,
+                http_status=503,
             )
         if request.task == "embed":
             inputs = request.input if isinstance(request.input, list) else [request.input or ""]
