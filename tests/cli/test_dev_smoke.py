@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 from cli.embedded import free_port
 from tests.stack import AIJOBS
@@ -39,6 +41,18 @@ def test_aijobs_dev_runs_a_job_on_embedded_servers(tmp_path: Path) -> None:
             found = re.search(r"demo API key .*: (aj_\S+)", Path(log.name).read_text())
             key = found.group(1) if found else None
             time.sleep(0.3)
+        note = json.loads((tmp_path / "data" / "dev.json").read_text())
+        # Another command beside dev, nothing exported: it finds dev's servers.
+        created = subprocess.run(
+            [*AIJOBS, "keys", "create", "--tenant", "newcomer"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert created.returncode == 0, created.stderr
+        key = json.loads(created.stdout.strip().splitlines()[-1])["api_key"]
         http = httpx.Client(
             base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}
         )
@@ -55,4 +69,14 @@ def test_aijobs_dev_runs_a_job_on_embedded_servers(tmp_path: Path) -> None:
             dev.kill()
             raise
     assert dev.returncode == 0, Path(log.name).read_text()
-    assert sys.executable  # the same interpreter ran the command
+    assert not (tmp_path / "data" / "dev.json").exists()
+    # The embedded servers are stopped, not left behind.
+    redis_port = int(note["redis_url"].rsplit(":", 1)[1].split("/")[0])
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", redis_port)) != 0, "redis-server left running"
+    left = [
+        p.info["name"]
+        for p in psutil.process_iter(["name", "cmdline"])
+        if str(tmp_path) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert left == [], left
