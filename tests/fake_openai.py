@@ -11,6 +11,9 @@ last user message (and by model), and injects faults written into that message:
   [storm]       30% of calls answer 500, 10% answer 429, the rest succeed
   [reply:TEXT]  answer TEXT instead of echoing the message
   [broken]      answer 200 with a choice whose message is null (a malformed answer)
+  [nul]         the reply holds a NUL character (U+0000), which Postgres text refuses
+  [trickle:1]   send the answer's headers, then its body one byte a second (each read
+                is quick, the whole answer takes minutes)
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024  # hundreds of calls connect at once in the load tests
 
 
-DIRECTIVE = re.compile(r"\[(fail|status|429|sleep|reply|down|storm|broken):?([^\]]*)\]")
+DIRECTIVE = re.compile(r"\[(fail|status|429|sleep|reply|down|storm|broken|nul|trickle):?([^\]]*)\]")
 
 
 def words(text: str) -> int:
@@ -85,7 +88,13 @@ class FakeOpenAI:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-            def _send(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
+            def _send(
+                self,
+                status: int,
+                body: dict[str, Any],
+                headers: dict[str, str],
+                trickle_s: float = 0.0,
+            ) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -93,7 +102,13 @@ class FakeOpenAI:
                 for name, value in headers.items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(data)
+                if not trickle_s:
+                    self.wfile.write(data)
+                    return
+                for i in range(len(data)):
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(trickle_s)
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
@@ -155,10 +170,13 @@ class FakeOpenAI:
                 n = fake._record(key, payload.get("model", ""))
                 if self._fault(key, n, payload.get("model", "")):
                     return
+                directives = dict(DIRECTIVE.findall(key))
                 replies = [arg for name, arg in DIRECTIVE.findall(key) if name == "reply"]
                 reply = replies[0] if replies else f"echo: {key}"
+                if "nul" in directives:
+                    reply = "before\u0000after"
                 prompt = sum(words(m["content"]) for m in messages)
-                broken = any(name == "broken" for name, _ in DIRECTIVE.findall(key))
+                broken = "broken" in directives
                 message: dict[str, Any] | None = {"role": "assistant", "content": reply}
                 self._send(
                     200,
@@ -181,6 +199,7 @@ class FakeOpenAI:
                         },
                     },
                     {},
+                    trickle_s=float(directives.get("trickle") or 0),
                 )
 
             def _embeddings(self, payload: dict[str, Any]) -> None:
