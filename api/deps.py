@@ -36,7 +36,10 @@ async def get_session() -> AsyncIterator[Session]:
         session.close()  # no transaction left: no I/O
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the commit runs before the response is sent (with the default,
+# "request", a client could read a 201 for a key its next request does not find yet,
+# and a failed commit would go unseen).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 async def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str:

@@ -39,7 +39,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="end-to-end and I/O-bound runs of each side, interleaved (medians reported)",
     )
     parser.add_argument(
-        "--capacity", action="store_true", help="also calls held at once: sim at 5 s, 1000"
+        "--capacity",
+        action="store_true",
+        help="also calls held at once: sim at 5 s, 1000; the OpenAI SDK at 6 s, 300",
     )
     parser.add_argument(
         "--scale-out", action="store_true", help="also one worker vs two, CPU not the limit"
@@ -237,6 +239,23 @@ def main(argv: list[str] | None = None) -> int:
             rows += [
                 ("5 s calls: peak in flight", held.peak_in_flight, bare_held.peak_in_flight),
                 ("5 s calls: peak RSS MiB", held.peak_rss_mb, bare_held.peak_rss_mb),
+            ]
+            from bench.call_loop import sdk_capacity
+
+            # The same through the real OpenAI SDK (the fake provider, 6 s calls); the
+            # baseline is a thread per call.
+            common.sql("TRUNCATE jobs CASCADE")
+            common.flush_redis()
+            print("bench: capacity, OpenAI SDK (300 jobs, 6 s calls, 300 slots)", flush=True)
+            sdk = sdk_capacity(children, calls=300, sleep_s=6.0)
+            if not sdk.made_once or sdk.succeeded != sdk.calls or sdk.attempts != sdk.calls:
+                print(
+                    f"bench: SDK capacity: {sdk.succeeded}/{sdk.calls} succeeded,"
+                    f" {sdk.attempts} attempts, each call once: {sdk.made_once}"
+                )
+            rows += [
+                ("SDK 6 s calls: in flight", sdk.peak_in_flight, sdk.calls),
+                ("SDK 6 s calls: threads", sdk.peak_threads, sdk.calls),
             ]
         if args.scale_out:
             from bench.e2e import e2e_ours

@@ -15,6 +15,10 @@ import httpx
 from cli.embedded import free_port
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+# Two runs in one checkout (each with its own AIJOBS_TEST_DB_NAME) keep their own logs:
+# the waits read them (" ready."), and must not see the other run's processes.
+_RUN = os.environ.get("AIJOBS_TEST_DB_NAME", "aijobs_test")
+LOG_PREFIX = "" if _RUN == "aijobs_test" else f"{_RUN}-"
 AIJOBS = [sys.executable, "-m", "cli"]
 ADMIN_TOKEN = "test-admin-token"
 
@@ -35,14 +39,14 @@ class Stack:
     def _spawn(
         self, args: list[str], log_name: str, env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
-        log = (ARTIFACTS / f"{self.name}-{log_name}.log").open("ab")
+        log = self.log_path(log_name).open("ab")
         self._logs.append(log)
         return subprocess.Popen(
             [*AIJOBS, *args], env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
         )
 
     def log_path(self, log_name: str) -> Path:
-        return ARTIFACTS / f"{self.name}-{log_name}.log"
+        return ARTIFACTS / f"{LOG_PREFIX}{self.name}-{log_name}.log"
 
     def start_api(self, ready_path: str = "/readyz") -> None:
         self.api = self._spawn(["api", "--port", str(self.port)], "api")
@@ -67,7 +71,7 @@ class Stack:
         return worker
 
     def _wait_worker_ready(self, worker: subprocess.Popen[bytes], n: int) -> None:
-        log_path = ARTIFACTS / f"{self.name}-worker{n}.log"
+        log_path = self.log_path(f"worker{n}")
         start = log_path.stat().st_size if log_path.exists() else 0
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

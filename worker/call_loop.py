@@ -14,22 +14,32 @@ Measured against claiming in the consumer itself, or on dedicated claim threads,
 this is the fastest (docs/scaling.md). Its cost: under a backlog, an attempt may
 wait in the loop for its claim longer than AIJOBS_REQUEUE_AFTER_S, and the sweeper
 then publishes its job again; that message finds the job taken and does nothing.
+
+The loop knows which jobs and deliveries it is working on: the maintenance loop
+renews the leases of exactly those, so an attempt that died can never hold a job.
+On SIGTERM it stops claiming at once: work handed to it but not yet claimed is
+published again for another worker, and the calls in flight finish (drain).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections import Counter
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from worker import runner, webhook_runner
 
 log = logging.getLogger("aijobs.worker")
+
+Key = TypeVar("Key", uuid.UUID, int)
+Republish = Callable[[str, Any], None]  # (kind "job" | "delivery", id)
 
 
 class CallLoop:
@@ -40,11 +50,20 @@ class CallLoop:
         self._slots = threading.BoundedSemaphore(1)
         self._idle = threading.Condition()
         self._running = 0
+        self._stopping = False
+        self._republish: Republish = lambda kind, key: None
+        self._jobs: Counter[uuid.UUID] = Counter()  # in this process now
+        self._deliveries: Counter[int] = Counter()
+        self._tracked = threading.Lock()
 
-    def start(self, *, slots: int, db_threads: int, webhook_threads: int) -> None:
+    def start(
+        self, *, slots: int, db_threads: int, webhook_threads: int, republish: Republish
+    ) -> None:
+        """`republish(kind, id)` sends a message again (work taken but never claimed)."""
         with self._lock:
             if self._loop is not None:
                 return
+            self._republish = republish
             loop = asyncio.new_event_loop()
             loop.set_default_executor(
                 ThreadPoolExecutor(max_workers=db_threads, thread_name_prefix="aijobs-db")
@@ -61,10 +80,23 @@ class CallLoop:
         self._start(lambda: self._job(job_id, owner))
 
     async def _job(self, job_id: uuid.UUID, owner: str) -> str:
-        started = await asyncio.to_thread(runner.claim, job_id, owner)
-        if isinstance(started, str):
-            return started
-        return await runner.complete(started, owner)
+        with self._tracking(self._jobs, job_id):
+            started = await asyncio.to_thread(
+                self._unless_stopping, "job", job_id, lambda: runner.claim(job_id, owner)
+            )
+            if isinstance(started, str):
+                return started
+            return await runner.complete(started, owner)
+
+    def _unless_stopping(self, kind: str, key: Any, claim: Callable[[], Any]) -> Any:
+        """Claim, in a database thread; when the worker is stopping, hand it back."""
+        if self._stopping:
+            try:
+                self._republish(kind, key)
+            except Exception:  # the sweeper publishes it when the broker is back
+                log.warning("%s %s: could not be handed back", kind, key, exc_info=True)
+            return "handed back"
+        return claim()
 
     def deliver_webhook(self, delivery_id: int, owner: str) -> None:
         """Start one attempt of a webhook delivery; blocks while every slot is taken."""
@@ -72,9 +104,36 @@ class CallLoop:
 
     async def _deliver(self, delivery_id: int, owner: str) -> str:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._webhooks, webhook_runner.deliver, delivery_id, owner
-        )
+        with self._tracking(self._deliveries, delivery_id):
+            result: str = await loop.run_in_executor(
+                self._webhooks,
+                self._unless_stopping,
+                "delivery",
+                delivery_id,
+                lambda: webhook_runner.deliver(delivery_id, owner),
+            )
+            return result
+
+    @contextlib.contextmanager
+    def _tracking(self, counter: Counter[Key], key: Key) -> Iterator[None]:
+        with self._tracked:
+            counter[key] += 1
+        try:
+            yield
+        finally:
+            with self._tracked:
+                counter[key] -= 1
+                if counter[key] <= 0:
+                    del counter[key]
+
+    def in_flight(self) -> tuple[list[uuid.UUID], list[int]]:
+        """The jobs and deliveries this process is working on now (their leases to renew)."""
+        with self._tracked:
+            return list(self._jobs), list(self._deliveries)
+
+    def stop_claiming(self) -> None:
+        """From now on, work handed over is published again instead of claimed."""
+        self._stopping = True
 
     def _start(self, work: Callable[[], Coroutine[Any, Any, str]]) -> None:
         if self._loop is None:

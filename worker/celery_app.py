@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
 
-from aijobs.broker import celery_config
+from aijobs.broker import DELIVER_WEBHOOK_TASK, QUEUE, RUN_JOB_TASK, WEBHOOK_QUEUE, celery_config
 from aijobs.settings import get_settings
 from worker import status_server
 from worker.call_loop import call_loop
@@ -31,7 +31,21 @@ def _start_call_loop(**_: Any) -> None:
         slots=settings.worker_concurrency,
         db_threads=settings.db_pool_size,
         webhook_threads=settings.webhook_threads,
+        republish=_republish,
     )
+
+
+def _republish(kind: str, key: Any) -> None:
+    if kind == "job":
+        app.send_task(RUN_JOB_TASK, args=[str(key)], queue=QUEUE, retry=False)
+    else:
+        app.send_task(DELIVER_WEBHOOK_TASK, args=[key], queue=WEBHOOK_QUEUE, retry=False)
+
+
+@worker_shutting_down.connect  # type: ignore[untyped-decorator]
+def _stop_claiming(**_: Any) -> None:
+    """SIGTERM: nothing more is claimed; what was handed over goes back to the queue."""
+    call_loop.stop_claiming()
 
 
 @worker_ready.connect  # type: ignore[untyped-decorator]

@@ -1,5 +1,5 @@
-"""The worker's maintenance loop: renew the leases of its running jobs and webhook
-deliveries, and sweep.
+"""The worker's maintenance loop: renew the leases of the jobs and webhook deliveries
+its call loop is working on (only those), and sweep.
 
 Every worker runs it; a Postgres advisory lock lets one sweep at a time. The
 sweeper publishes what Postgres says must run (jobs, due webhook deliveries) and
@@ -20,6 +20,7 @@ from aijobs.db import autocommit, get_engine
 from aijobs.jobs import sweeper, transitions
 from aijobs.settings import get_settings
 from aijobs.webhooks import deliveries
+from worker.call_loop import call_loop
 from worker.identity import worker_id
 
 log = logging.getLogger("aijobs.maintenance")
@@ -88,9 +89,10 @@ class Maintenance:
             try:
                 now = time.monotonic()
                 if now - last_renew >= renew_every:
+                    jobs, sends = call_loop.in_flight()
                     with autocommit() as conn:
-                        transitions.renew_leases(conn, worker_id(), settings.lease_s)
-                        deliveries.renew_leases(conn, worker_id(), settings.lease_s)
+                        transitions.renew_leases(conn, worker_id(), jobs, settings.lease_s)
+                        deliveries.renew_leases(conn, worker_id(), sends, settings.lease_s)
                     last_renew = now
                 sweep_once(app)
                 sweep_webhooks_once(app)

@@ -16,6 +16,8 @@ from pydantic import (
     model_validator,
 )
 
+from aijobs.jobs.structured import check_limits
+
 TASKS = ("chat", "embed")
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
 
@@ -99,6 +101,7 @@ class JobRequest(BaseModel):
     @classmethod
     def _schema_is_valid(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None:
+            check_limits(value)
             try:
                 Draft202012Validator.check_schema(value)
             except SchemaError as exc:

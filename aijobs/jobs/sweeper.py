@@ -11,10 +11,17 @@ from aijobs.jobs import transitions
 
 SWEEP_LOCK_KEY = 0x61696A6F  # "aijo": one sweeper at a time across all workers
 LOST_CALL_GRACE_S = 30
+# Unclaimed jobs published again per sweep even when the broker's queue looks full.
+TRICKLE = 25
 
 
 def due_for_publish(
-    conn: Connection, *, queue_length: int, stale_s: float, batch: int = 1000
+    conn: Connection,
+    *,
+    queue_length: int,
+    stale_s: float,
+    batch: int = 1000,
+    trickle: int = TRICKLE,
 ) -> list[uuid.UUID]:
     """Mark and return the jobs to publish (call inside a transaction):
 
@@ -22,9 +29,9 @@ def due_for_publish(
     - running jobs whose worker stopped renewing its lease go back to queued;
     - followers whose leader ended without passing its outcome on;
     - retries whose due time has come;
-    - queued jobs waiting longer than stale_s, when the broker holds fewer messages
-      than there are such jobs (a broker restart or FLUSHDB lost some): the oldest
-      ones, as many as are missing. A backlog that is merely long is left alone.
+    - queued jobs not claimed for longer than stale_s: as many as the broker holds
+      fewer messages than there are such jobs (a restart or FLUSHDB lost them), and
+      at least `trickle` whatever its length (a long queue can miss one too).
     A duplicate message is harmless: the claim lets only one run.
     """
     locked = conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": SWEEP_LOCK_KEY})
@@ -34,7 +41,9 @@ def due_for_publish(
     ids = transitions.requeue_lapsed(conn, batch)
     ids += transitions.settle_orphans(conn)
     ids += transitions.mark_due_retries(conn, batch)
-    ids += transitions.mark_unclaimed(conn, queue_length=queue_length, stale_s=stale_s, batch=batch)
+    ids += transitions.mark_unclaimed(
+        conn, queue_length=queue_length, stale_s=stale_s, batch=batch, trickle=trickle
+    )
     return ids
 
 

@@ -25,7 +25,7 @@ states and guards are drawn in docs/state-machine.md.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -171,14 +171,16 @@ _CLAIM = text(
         FROM allowed
     )
     SELECT k.tenant_id, k.current_model, k.request, k.timeout_s, k.max_attempts, k.attempts,
-           k.model_attempts, EXISTS (SELECT 1 FROM allowed)
+           k.model_attempts, k.reserve, EXISTS (SELECT 1 FROM allowed)
     FROM claimed k
     """
 )
 
 # Complete the attempt row (only if still started: never count a call twice), then end
-# or requeue the job under our lease; if the job left our hands (cancelled), the call
-# that was made still adds its cost.
+# or requeue the job under our lease and only for this attempt (the fencing token: a
+# late answer of an older attempt never ends a newer run of the job, after a re-run or
+# a lapse and a new claim, even by this same process); if the job left our hands
+# (cancelled, re-run), the call that was made still adds its cost.
 _USAGE = """input_tokens = input_tokens + :input_tokens,
             output_tokens = output_tokens + :output_tokens, cost_usd = cost_usd + :cost_usd"""
 
@@ -203,7 +205,7 @@ def _settle(transition: str, then: str = "") -> TextClause:
         ), ended AS (
             UPDATE jobs SET {transition}, lease_owner = NULL, lease_expires_at = NULL, {_USAGE}
             WHERE id IN (SELECT job_id FROM call) AND status = 'running'
-              AND lease_owner = :owner
+              AND lease_owner = :owner AND attempts = :attempt_no
             RETURNING id, tenant_id, fingerprint, current_model, followers
         ), kept_cost AS (
             UPDATE jobs SET {_USAGE}
@@ -251,14 +253,16 @@ _REFUSED = text(
     UPDATE jobs SET status = 'failed', finished_at = now(), attempts = attempts - 1,
            model_attempts = model_attempts - 1, error_code = :code, error_retryable = false,
            error_message = :message, lease_owner = NULL, lease_expires_at = NULL
-    WHERE id = :id AND status = 'running' AND lease_owner = :owner
+    WHERE id = :id AND status = 'running' AND lease_owner = :owner AND attempts = :attempt_no
     RETURNING followers
     """
 )
+# Only the attempts this process is working on (by id): a job whose attempt died in
+# the process is not renewed, so its lease lapses and the sweeper takes it over.
 _RENEW = text(
     """
     UPDATE jobs SET lease_expires_at = now() + make_interval(secs => :lease_s)
-    WHERE lease_owner = :owner AND status = 'running'
+    WHERE id = ANY(:ids) AND lease_owner = :owner AND status = 'running'
     """
 )
 
@@ -273,8 +277,9 @@ class Claimed:
     request: dict[str, Any]
     timeout_s: float
     max_attempts: int
-    attempt_no: int  # among all the job's calls
+    attempt_no: int  # among all the job's calls: the fencing token of its settle
     model_attempt_no: int  # among the calls to this model
+    reserved_usd: Decimal  # the most this call may cost (held against the budget)
 
 
 @dataclass(frozen=True)
@@ -315,7 +320,17 @@ def claim(
     row = conn.execute(_CLAIM, params).first()
     if row is None:
         return None
-    tenant_id, model, request, timeout_s, max_attempts, attempt_no, model_attempt_no, allowed = row
+    (
+        tenant_id,
+        model,
+        request,
+        timeout_s,
+        max_attempts,
+        attempt_no,
+        model_attempt_no,
+        reserved,
+        allowed,
+    ) = row
     if not allowed:
         if model_attempt_no > max_attempts:
             code = "internal"
@@ -323,7 +338,13 @@ def claim(
         else:
             code = "budget_exceeded"
             message = "the call does not fit the tenant's budget; it was not made"
-        refused = {"id": job_id, "owner": owner, "code": code, "message": message}
+        refused = {
+            "id": job_id,
+            "owner": owner,
+            "attempt_no": attempt_no,
+            "code": code,
+            "message": message,
+        }
         followers = conn.execute(_REFUSED, refused).scalar()
         return Refused(code=code, followers=int(followers or 0))
     return Claimed(
@@ -335,6 +356,7 @@ def claim(
         max_attempts=max_attempts,
         attempt_no=attempt_no,
         model_attempt_no=model_attempt_no,
+        reserved_usd=Decimal(reserved),
     )
 
 
@@ -440,8 +462,12 @@ def defer(conn: Connection, job_id: uuid.UUID, delay_s: float) -> None:
     conn.execute(_DEFER, {"id": job_id, "delay_s": delay_s})
 
 
-def renew_leases(conn: Connection, owner: str, lease_s: float) -> None:
-    conn.execute(_RENEW, {"owner": owner, "lease_s": lease_s})
+def renew_leases(
+    conn: Connection, owner: str, job_ids: Collection[uuid.UUID], lease_s: float
+) -> None:
+    """running (ours) -> running a lease_s longer, for the jobs whose attempt is in flight."""
+    if job_ids:
+        conn.execute(_RENEW, {"owner": owner, "ids": list(job_ids), "lease_s": lease_s})
 
 
 # --- cancel (the client or an admin) ------------------------------------------------
@@ -548,10 +574,15 @@ def mark_due_retries(conn: Connection, batch: int) -> list[uuid.UUID]:
 
 
 def mark_unclaimed(
-    conn: Connection, *, queue_length: int, stale_s: float, batch: int
+    conn: Connection, *, queue_length: int, stale_s: float, batch: int, trickle: int
 ) -> list[uuid.UUID]:
-    """Queued jobs published longer than stale_s ago that the broker may have lost."""
-    return list(_UNCLAIMED.missing(conn, queue_length=queue_length, stale_s=stale_s, batch=batch))
+    """Queued jobs published longer than stale_s ago and not claimed: the broker may
+    have lost their message (aijobs/lost_work.py says how many go out again)."""
+    return list(
+        _UNCLAIMED.lost(
+            conn, queue_length=queue_length, stale_s=stale_s, batch=batch, trickle=trickle
+        )
+    )
 
 
 # --- re-run (an admin) --------------------------------------------------------------

@@ -9,6 +9,7 @@ renews; the settle logs the attempt and sets the next due time, or ends it.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,6 +18,8 @@ from sqlalchemy import Connection, text
 from aijobs.lost_work import Waiting
 
 WEBHOOK_SWEEP_LOCK_KEY = 0x61696A77  # "aijw": one webhook sweeper at a time
+# Due deliveries published again per sweep even when the broker's queue looks full.
+TRICKLE = 25
 
 _CLAIM = text(
     """
@@ -73,7 +76,7 @@ _SETTLE = text(
 _RENEW = text(
     """
     UPDATE webhook_deliveries SET lease_expires_at = now() + make_interval(secs => :lease_s)
-    WHERE lease_owner = :owner AND status = 'sending'
+    WHERE id = ANY(:ids) AND lease_owner = :owner AND status = 'sending'
     """
 )
 
@@ -231,8 +234,12 @@ def settle(
     return bool(conn.execute(_SETTLE, params).scalar())
 
 
-def renew_leases(conn: Connection, owner: str, lease_s: float) -> None:
-    conn.execute(_RENEW, {"owner": owner, "lease_s": lease_s})
+def renew_leases(
+    conn: Connection, owner: str, delivery_ids: Collection[int], lease_s: float
+) -> None:
+    """sending (ours) -> sending a lease_s longer, for the deliveries being sent now."""
+    if delivery_ids:
+        conn.execute(_RENEW, {"owner": owner, "ids": list(delivery_ids), "lease_s": lease_s})
 
 
 def due_for_publish(
@@ -244,8 +251,8 @@ def due_for_publish(
     batch: int = 1000,
 ) -> list[int]:
     """Mark and return the deliveries to publish (call inside a transaction): lapsed
-    leases, due ones not yet published for this due time, and - when the broker holds
-    fewer messages than there are - due ones published long ago (the broker lost them)."""
+    leases, due ones not yet published for this due time, and due ones published long
+    ago (the broker lost them: aijobs/lost_work.py)."""
     locked = conn.execute(
         text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": WEBHOOK_SWEEP_LOCK_KEY}
     )
@@ -253,7 +260,9 @@ def due_for_publish(
         return []
     ids = [row[0] for row in conn.execute(_LAPSED, {"batch": batch, "max_retries": max_retries})]
     ids += [row[0] for row in conn.execute(_DUE, {"batch": batch})]
-    ids += _STALE.missing(conn, queue_length=queue_length, stale_s=stale_s, batch=batch)
+    ids += _STALE.lost(
+        conn, queue_length=queue_length, stale_s=stale_s, batch=batch, trickle=TRICKLE
+    )
     return ids
 
 

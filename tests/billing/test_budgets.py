@@ -4,7 +4,6 @@ process, and a per-model cap keeps bursts queued."""
 from __future__ import annotations
 
 import signal
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,7 @@ from aijobs.jobs import submission, transitions
 from aijobs.jobs.schemas import JobRequest
 from tests.conftest import Client, Services
 from tests.fake_openai import FakeOpenAI
-from tests.helpers import chat, unique
+from tests.helpers import chat, unique, wait_for_call
 from tests.stack import Stack
 
 MAX_TOKENS = 50
@@ -117,18 +116,17 @@ def test_over_budget_is_402_at_submit(
 
 
 def test_a_killed_workers_reservation_is_released(
-    live: Stack, make_client: Callable[..., Client], db: psycopg.Connection[Any]
+    live: Stack,
+    make_client: Callable[..., Client],
+    fake_openai: FakeOpenAI,
+    db: psycopg.Connection[Any],
 ) -> None:
     client = make_client(daily_budget=Decimal("1"))
     message = unique("[sleep:2] held")
     job = client.submit(chat(message, params={"max_tokens": MAX_TOKENS})).json()
-    deadline = time.monotonic() + 10
-    while _counters(db, client.tenant)[1] == 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for_call(fake_openai, message)  # claimed (reserved), and the call is in flight
     reservation = _counters(db, client.tenant)[1]
     assert reservation == _reservation(message)
-    time.sleep(0.3)
     live.kill_workers(signal.SIGKILL)
     live.start_worker()
     done = client.wait(job["id"], timeout_s=60)

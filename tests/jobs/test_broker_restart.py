@@ -18,6 +18,7 @@ from aijobs.db import session_scope
 from aijobs.tenants.service import create_key
 from cli.embedded import free_port
 from tests.conftest import Services
+from tests.helpers import wait_until
 from tests.stack import Stack, child_env
 
 
@@ -73,21 +74,24 @@ def test_jobs_survive_a_broker_that_restarts_empty(services: Services, broker: B
             body = {"model": "sim/echo", "messages": [{"role": "user", "content": text}]}
             return http.post("/v1/jobs", json={**body, "cache": False})
 
+        def statuses() -> list[str]:
+            return [http.get(f"/v1/jobs/{job_id}").json()["status"] for job_id in ids]
+
         ids = [submit(f"before {i}").json()["id"] for i in range(8)]
-        time.sleep(0.3)
+        # Calls in flight (sim/echo answers in 1 s), the rest queued in the broker.
+        wait_until(lambda: "running" in statuses(), what=lambda: f"a running job: {statuses()}")
         broker.kill()  # running calls, reserved and queued messages: all gone
         during = submit("while the broker is down")
         assert during.status_code == 202  # Postgres has it; the publish can wait
         ids.append(during.json()["id"])
-        time.sleep(2)
+        # The calls in flight settle in Postgres while the broker is still down.
+        wait_until(lambda: "running" not in statuses(), what=lambda: f"none running: {statuses()}")
         broker.start()  # back, and empty
-        deadline = time.monotonic() + 60
-        while True:
-            statuses = [http.get(f"/v1/jobs/{job_id}").json()["status"] for job_id in ids]
-            if all(status == "succeeded" for status in statuses):
-                break
-            assert time.monotonic() < deadline, statuses
-            time.sleep(0.5)
+        wait_until(
+            lambda: all(status == "succeeded" for status in statuses()),
+            what=lambda: f"every job succeeded: {statuses()}",
+            interval_s=0.5,
+        )
         attempts = [http.get(f"/v1/jobs/{job_id}").json()["attempts"] for job_id in ids]
         assert all(1 <= n <= 3 for n in attempts)
     finally:

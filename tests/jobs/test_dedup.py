@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,15 +16,12 @@ from aijobs.jobs.fingerprint import fingerprint
 from aijobs.jobs.schemas import JobRequest
 from tests.conftest import Client
 from tests.fake_openai import FakeOpenAI
-from tests.helpers import chat, gpt4o_mini_cost, unique
+from tests.helpers import chat, gpt4o_mini_cost, job_status, unique, wait_for_call, wait_until
 from tests.stack import Stack
 
 
 def _wait_running(client: Client, job_id: str) -> None:
-    deadline = time.monotonic() + 10
-    while client.http.get(f"/v1/jobs/{job_id}").json()["status"] != "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: job_status(client, job_id)["status"] == "running", what="running")
 
 
 def test_the_same_request_twice_is_a_hit(client: Client, fake_openai: FakeOpenAI) -> None:
@@ -158,7 +154,7 @@ def test_a_follower_finishes_when_the_leaders_worker_is_killed(
     _wait_running(client, leader["id"])
     followers = [client.submit(chat(message)).json() for _ in range(3)]
     assert all(f["status"] == "queued" for f in followers)
-    time.sleep(0.3)
+    wait_for_call(fake_openai, message)  # the leader's call is in flight
     live.kill_workers(signal.SIGKILL)
     live.start_worker()
     done = [client.wait(job["id"], timeout_s=60) for job in (leader, *followers)]

@@ -78,14 +78,18 @@ def test_sweeper_choices(services: Services) -> None:
 
             # Two messages fewer in the broker than stale jobs: the two oldest go out again,
             # with the lapsed lease; the fresh, the alive and the not-yet-due stay put.
-            ids = _sweep(conn, queue_length=stale_count - 2, stale_s=5)
+            ids = _sweep(conn, queue_length=stale_count - 2, stale_s=5, trickle=0)
             assert set(ids) == {lapsed, oldest, older}
             assert fresh not in ids and not_due not in ids
             status = conn.execute(text("SELECT status FROM jobs WHERE id = :id"), {"id": lapsed})
             assert status.scalar() == "queued"
 
-            # Nothing missing from the broker: a long backlog is not duplicated.
-            assert _sweep(conn, queue_length=stale_count, stale_s=5) == []
+            # Nothing missing from the broker: a long backlog is not duplicated...
+            assert _sweep(conn, queue_length=stale_count, stale_s=5, trickle=0) == []
+            # ...but a long queue can still miss a job: the oldest still waiting (the
+            # third; the first two were just sent) goes out again, one per sweep here.
+            ids = _sweep(conn, queue_length=stale_count, stale_s=5, trickle=1)
+            assert len(ids) == 1 and ids[0] not in {oldest, older, fresh, not_due}
         finally:
             trans.rollback()
     engine.dispose()

@@ -7,7 +7,6 @@ import itertools
 import json
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +15,7 @@ from standardwebhooks.webhooks import Webhook
 
 from cli.embedded import free_port
 from tests.conftest import Client, Services
-from tests.helpers import chat, unique
+from tests.helpers import barrier, chat, unique, wait_until
 from tests.stack import ADMIN_TOKEN, AIJOBS, Stack, child_env
 from tests.webhook_receiver import Received, Receiver, Step
 
@@ -33,16 +32,22 @@ def _job(client: Client, job_id: str) -> dict[str, Any]:
     return job
 
 
-def _wait_webhook(client: Client, job_id: str, status: str, timeout_s: float = 30) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        job = _job(client, job_id)
-        if job["status"] in ("succeeded", "failed", "cancelled") and (
-            job["webhook"]["status"] == status
-        ):
-            return job
-        assert time.monotonic() < deadline, f"webhook never {status}: {job['webhook']}"
-        time.sleep(0.1)
+def _wait_webhook(client: Client, job_id: str, status: str, timeout_s: float = 60) -> Any:
+    seen: dict[str, Any] = {}
+
+    def reached() -> dict[str, Any] | None:
+        seen.update(_job(client, job_id))
+        terminal = seen["status"] in ("succeeded", "failed", "cancelled")
+        return dict(seen) if terminal and seen["webhook"]["status"] == status else None
+
+    return wait_until(
+        reached, timeout_s, lambda: f"webhook {status}: {seen.get('webhook')}", interval_s=0.1
+    )
+
+
+def _wait_logged(client: Client, job_id: str) -> None:
+    """Until the delivery's first attempt is in its log."""
+    wait_until(lambda: _log(client, job_id), what="a logged delivery attempt")
 
 
 def _log(client: Client, job_id: str) -> list[dict[str, Any]]:
@@ -107,10 +112,7 @@ def test_a_receiver_that_is_down_and_comes_back(client: Client) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/hook/back"
     job = _submit(client, url)
-    deadline = time.monotonic() + 30
-    while not _log(client, job["id"]):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    _wait_logged(client, job["id"])
     receiver = Receiver(port).start()
     try:
         receiver.script("/hook/back")
@@ -153,7 +155,8 @@ def test_gone_stops_the_retries(client: Client, receiver: Receiver) -> None:
     job = _submit(client, url)
     done = _wait_webhook(client, job["id"], "failed")
     assert done["webhook"]["attempts"] == 1
-    time.sleep(1.5)
+    # Failed is terminal: no retry is due, and a claim takes only a pending delivery.
+    assert [a["status_code"] for a in _log(client, job["id"])] == [410]
     assert len(receiver.requests(url)) == 1
 
 
@@ -216,14 +219,11 @@ def test_a_worker_killed_between_retries_still_delivers_once(
 ) -> None:
     url = receiver.path(Step(503, {"Retry-After": "3"}), Step(200))
     job = _submit(client, url)
-    deadline = time.monotonic() + 30
-    while not _log(client, job["id"]):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    _wait_logged(client, job["id"])
     live.kill_workers(signal.SIGKILL)
     live.start_worker()
     done = _wait_webhook(client, job["id"], "delivered", timeout_s=60)
-    time.sleep(1.5)
+    barrier(live, client, receiver)  # any duplicate message has been handled too
     first, second = receiver.requests(url)
     assert second.at - first.at >= 2.9  # Retry-After honoured
     assert first.headers["webhook-id"] == second.headers["webhook-id"]
@@ -237,19 +237,26 @@ def test_a_cancelled_job_sends_job_cancelled_once(
 ) -> None:
     url = receiver.path()
     job = client.submit(chat(unique("[sleep:1.5] long"), webhook_url=url)).json()
-    deadline = time.monotonic() + 10
-    while _job(client, job["id"])["status"] != "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: _job(client, job["id"])["status"] == "running", what="running")
     assert client.http.post(f"/v1/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
     _wait_webhook(client, job["id"], "delivered")
     # The call still in flight settles later; it must not make a second event.
-    while db.execute(
-        "SELECT 1 FROM attempts WHERE job_id = %s AND outcome = 'started'", (job["id"],)
-    ).fetchone():
-        assert time.monotonic() < deadline + 10
-        time.sleep(0.1)
-    time.sleep(1)
+    wait_until(
+        lambda: (
+            not db.execute(
+                "SELECT 1 FROM attempts WHERE job_id = %s AND outcome = 'started'", (job["id"],)
+            ).fetchone()
+        ),
+        what="the call in flight to settle",
+        interval_s=0.1,
+    )
+    # An event is a delivery row, made in the transaction that ends the job: the settle
+    # has committed, so a second event would be there now.
+    deliveries = db.execute(
+        "SELECT count(*) FROM webhook_deliveries WHERE job_id = %s", (job["id"],)
+    ).fetchone()
+    assert deliveries == (1,)
+    assert _job(client, job["id"])["webhook"] == {"url": url, "status": "delivered", "attempts": 1}
     (received,) = receiver.requests(url)
     event = _verify(client.webhook_secret, received)
     assert event["type"] == "job.cancelled"
@@ -262,10 +269,7 @@ def test_a_follower_and_a_cache_hit_get_their_own_webhooks(
     message = unique("[sleep:1] shared")
     leader_url, follower_url, hit_url = receiver.path(), receiver.path(), receiver.path()
     leader = client.submit(chat(message, webhook_url=leader_url)).json()
-    deadline = time.monotonic() + 10
-    while _job(client, leader["id"])["status"] != "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: _job(client, leader["id"])["status"] == "running", what="running")
     follower = client.submit(chat(message, webhook_url=follower_url)).json()
     assert follower["status"] == "queued"
     _wait_webhook(client, follower["id"], "delivered")

@@ -15,7 +15,13 @@ import anthropic
 from aijobs.billing.pricing import price_for
 from aijobs.jobs.schemas import JobRequest
 from aijobs.settings import get_settings
-from worker.providers.base import Completion, ProviderError, connection_limits
+from worker.providers.base import (
+    SHAPE_ERRORS,
+    Completion,
+    ProviderError,
+    connection_limits,
+    unexpected_shape,
+)
 
 TOOL_NAME = "respond"
 
@@ -70,16 +76,19 @@ class AnthropicProvider:
         if request.task != "chat":
             raise ProviderError("provider_error", "Anthropic has no embeddings", retryable=False)
         message = await _client().messages.create(**_kwargs(name, request), timeout=timeout_s)
-        content = ""
-        for block in message.content:
-            if block.type == "tool_use" and request.response_schema is not None:
-                content = json.dumps(block.input)
-                break
-            if block.type == "text":
-                content += block.text
-        return Completion(
-            content=content,
-            finish_reason=message.stop_reason or "end_turn",
-            input_tokens=message.usage.input_tokens,
-            output_tokens=message.usage.output_tokens,
-        )
+        try:
+            content = ""
+            for block in message.content:
+                if block.type == "tool_use" and request.response_schema is not None:
+                    content = json.dumps(block.input)
+                    break
+                if block.type == "text":
+                    content += block.text
+            return Completion(
+                content=content,
+                finish_reason=message.stop_reason or "end_turn",
+                input_tokens=int(message.usage.input_tokens),
+                output_tokens=int(message.usage.output_tokens),
+            )
+        except SHAPE_ERRORS as exc:
+            raise unexpected_shape(exc) from exc

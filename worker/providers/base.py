@@ -31,6 +31,7 @@ class ProviderError(Exception):
         retryable: bool,
         retry_after_s: float | None = None,
         http_status: int | None = None,
+        unexpected: bool = False,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -38,6 +39,22 @@ class ProviderError(Exception):
         self.retryable = retryable
         self.retry_after_s = retry_after_s
         self.http_status = http_status
+        self.unexpected = unexpected  # worth an error report (an answer of an odd shape)
+
+
+def unexpected_shape(exc: Exception) -> ProviderError:
+    """An SDK answer we cannot read (a null message, a missing field): the provider's
+    fault, maybe passing, not a crash of ours."""
+    return ProviderError(
+        "provider_error",
+        f"the provider's answer had an unexpected shape ({type(exc).__name__})",
+        retryable=True,
+        unexpected=True,
+    )
+
+
+# What reading an SDK answer of an odd shape raises.
+SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
 
 
 class Provider(Protocol):

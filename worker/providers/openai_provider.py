@@ -11,11 +11,13 @@ import openai
 from aijobs.jobs.schemas import JobRequest
 from aijobs.settings import get_settings
 from worker.providers.base import (
+    SHAPE_ERRORS,
     Completion,
     ProviderError,
     connection_limits,
     estimate_tokens,
     request_text,
+    unexpected_shape,
 )
 
 
@@ -54,9 +56,13 @@ class OpenAIProvider:
         if request.task == "embed":
             inputs = request.input if isinstance(request.input, list) else [request.input or ""]
             embedded = await client.embeddings.create(model=name, input=inputs, timeout=timeout_s)
-            vectors = [item.embedding for item in sorted(embedded.data, key=lambda d: d.index)]
-            usage = embedded.usage
-            tokens = usage.prompt_tokens if usage else estimate_tokens(request_text(request))
+            try:
+                ordered = sorted(embedded.data, key=lambda d: d.index)
+                vectors = [[float(x) for x in item.embedding] for item in ordered]
+                usage = embedded.usage
+                tokens = usage.prompt_tokens if usage else estimate_tokens(request_text(request))
+            except SHAPE_ERRORS as exc:
+                raise unexpected_shape(exc) from exc
             return Completion(
                 content="",
                 finish_reason="stop",
@@ -71,14 +77,17 @@ class OpenAIProvider:
             raise ProviderError(
                 "provider_error", "the provider returned no choices", retryable=True
             )
-        choice = response.choices[0]
-        content = choice.message.content or ""
-        if response.usage is not None:
-            input_tokens = response.usage.prompt_tokens
-            output_tokens = response.usage.completion_tokens
-        else:
-            input_tokens = estimate_tokens(request_text(request))
-            output_tokens = estimate_tokens(content)
+        try:
+            choice = response.choices[0]
+            content = str(choice.message.content or "")
+            if response.usage is not None:
+                input_tokens = int(response.usage.prompt_tokens)
+                output_tokens = int(response.usage.completion_tokens)
+            else:
+                input_tokens = estimate_tokens(request_text(request))
+                output_tokens = estimate_tokens(content)
+        except SHAPE_ERRORS as exc:
+            raise unexpected_shape(exc) from exc
         return Completion(
             content=content,
             finish_reason=choice.finish_reason or "stop",

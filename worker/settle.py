@@ -1,0 +1,209 @@
+"""Settle one attempt: record what the call cost and how it ended, and move the job on
+(succeeded, retry, fall back, failed) through the state machine.
+
+A claimed attempt always settles. Its values are made storable first (a NUL in a
+model's answer); a price missing on this worker charges the call at its reservation;
+transient database errors (a failover, a restarted server, a dead pooled connection)
+are retried with backoff, within the lease; a statement that still cannot run records
+the attempt as failed `internal`. If even that cannot run, the caller drops the
+attempt, its lease lapses and the sweeper takes the job over."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from aijobs import metrics
+from aijobs.billing.pricing import price_for
+from aijobs.db import autocommit
+from aijobs.jobs import transitions
+from aijobs.money import usd
+from aijobs.settings import get_settings
+from aijobs.storable import storable, storable_text
+from worker.providers.base import Completion, ProviderError
+from worker.retry_policy import retry_delay
+
+log = logging.getLogger("aijobs.worker")
+
+# About 16 s in all: shorter than a lease (20 s by default), so a settle that gets
+# through is still ours.
+DB_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
+T = TypeVar("T")
+
+
+def transient(exc: BaseException) -> bool:
+    """A database error that may pass: the connection, not the statement."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def with_db_retries(what: str, statement: Callable[[Connection], T]) -> T:
+    """Run `statement` on an autocommit connection, again after transient errors."""
+    for delay in (*DB_RETRY_DELAYS_S, None):
+        try:
+            with autocommit() as conn:
+                return statement(conn)
+        except Exception as exc:
+            if delay is None or not transient(exc):
+                raise
+            log.warning("%s: database error (%s); again in %.1f s", what, type(exc).__name__, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _result(completion: Completion, parsed: Any) -> dict[str, Any]:
+    result = {
+        "content": completion.content,
+        "parsed": parsed,
+        "embeddings": completion.embeddings,
+        "finish_reason": completion.finish_reason,
+    }
+    return dict(storable(result))
+
+
+def _next_model(job: transitions.Claimed) -> str | None:
+    models = [job.request["model"], *job.request.get("fallbacks", [])]
+    position = models.index(job.model) if job.model in models else len(models)
+    return models[position + 1] if position + 1 < len(models) else None
+
+
+def _call_record(
+    job: transitions.Claimed,
+    completion: Completion | None,
+    error: ProviderError | None,
+    latency_ms: int,
+) -> tuple[transitions.CallRecord, ProviderError | None]:
+    input_tokens = completion.input_tokens if completion else 0
+    output_tokens = completion.output_tokens if completion else 0
+    try:
+        cost = price_for(job.model).cost(input_tokens, output_tokens)
+    except Exception:
+        log.exception("job %s: no price for %s on this worker", job.id, job.model)
+        cost = job.reserved_usd  # the most the call can have cost
+        error = ProviderError(
+            "internal",
+            f"{job.model} has no price on this worker; the call is charged at its reservation",
+            retryable=False,
+        )
+    call = transitions.CallRecord(
+        outcome="failed" if error else "succeeded",
+        latency_ms=latency_ms,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost_usd=cost,
+        error_code=error.code if error else None,
+        error_message=storable_text(error.message[:2000]) if error else None,
+        http_status=error.http_status if error else None,
+    )
+    return call, error
+
+
+def record(
+    job: transitions.Claimed,
+    owner: str,
+    completion: Completion | None,
+    parsed: Any,
+    error: ProviderError | None,
+    latency_ms: int,
+) -> str:
+    """Settle the attempt, with the call's cost, metrics and log line:
+    succeeded | failed | retrying. Raises only when nothing could be recorded."""
+    call, error = _call_record(job, completion, error, latency_ms)
+    metrics.TOKENS.labels(job.model, "input").inc(call.input_tokens)
+    metrics.TOKENS.labels(job.model, "output").inc(call.output_tokens)
+    metrics.SPEND.labels(job.model).inc(float(call.cost_usd))
+    what = f"job {job.id} attempt {job.attempt_no}"
+    try:
+        outcome, settled = with_db_retries(
+            what, lambda conn: _settle(conn, job, owner, call, completion, parsed, error)
+        )
+    except Exception as exc:
+        log.exception("%s: the settle failed; recording it as failed internal", what)
+        failed = ProviderError(
+            "internal",
+            f"the attempt's outcome could not be stored ({type(exc).__name__})",
+            retryable=False,
+        )
+        call, error = _call_record(job, None, failed, latency_ms)
+        outcome, settled = with_db_retries(
+            what, lambda conn: _settle(conn, job, owner, call, None, None, error)
+        )
+    followers: list[Any] = []
+    if settled.ended and settled.followers and outcome != "retrying":
+        try:
+            followers = with_db_retries(what, lambda c: transitions.finish_followers(c, job.id))
+        except Exception:  # the sweeper finishes them (settle_orphans)
+            log.exception("%s: its followers are left to the sweeper", what)
+    if settled.ended and outcome != "retrying":
+        code = error.code if error and outcome == "failed" else ""
+        metrics.JOBS_FINISHED.labels(outcome, code).inc(1 + len(followers))
+    log.info(
+        "job %s attempt %d: %s",
+        job.id,
+        job.attempt_no,
+        outcome,
+        extra={
+            "job_id": str(job.id),
+            "tenant": str(job.tenant_id),
+            "model": job.model,
+            "attempt": job.attempt_no,
+            "status": outcome,
+            "latency_ms": latency_ms,
+            "cost_usd": usd(call.cost_usd),
+            "error_code": error.code if error else None,
+        },
+    )
+    return outcome
+
+
+def _settle(
+    conn: Connection,
+    job: transitions.Claimed,
+    owner: str,
+    call: transitions.CallRecord,
+    completion: Completion | None,
+    parsed: Any,
+    error: ProviderError | None,
+) -> tuple[str, transitions.Settled]:
+    """Succeed, retry, fall back or fail, by what the call gave."""
+    settings = get_settings()
+    if error is None and completion is not None:
+        result = _result(completion, parsed)
+        settled = transitions.succeed(
+            conn, job, owner, call, result, cache_ttl_s=settings.cache_ttl_s
+        )
+        return "succeeded", settled
+    assert error is not None
+    next_model = _next_model(job)
+    if error.retryable and job.model_attempt_no < job.max_attempts:
+        delay = retry_delay(
+            job.model_attempt_no,
+            base_s=settings.retry_base_s,
+            cap_s=settings.retry_cap_s,
+            retry_after_s=error.retry_after_s,
+        )
+        settled = transitions.schedule_retry(conn, job, owner, call, delay)
+        log.info("job %s: attempt %d %s, retry in %.2fs", job.id, job.attempt_no, error.code, delay)
+        return "retrying", settled
+    if error.retryable and next_model is not None:
+        settled = transitions.fall_back(conn, job, owner, call, next_model)
+        log.info("job %s: %s ended in %s; next: %s", job.id, job.model, error.code, next_model)
+        return "retrying", settled
+    # The last raw output stays on a failed job for debugging.
+    settled = transitions.fail(
+        conn,
+        job,
+        owner,
+        call,
+        code=error.code,
+        message=error.message,
+        retryable=error.retryable,
+        result=_result(completion, None) if completion is not None else None,
+    )
+    return "failed", settled
