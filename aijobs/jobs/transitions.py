@@ -10,7 +10,8 @@ SQL guarded by the state it leaves, so each is safe to run twice.
     fall back   running (ours)     -> queued, on the next model
     fail        running (ours)     -> failed
     cancel      queued | running   -> cancelled
-    lapse       running, lease out -> queued (its lost call charged at its reservation)
+    lapse       running, lease out -> queued (its lost call charged at its reservation),
+                                      on the next model if that call was its model's last
     re-run      terminal           -> queued, or succeeded (cache), or a follower
     followers   queued follower    -> its leader's outcome, or leader itself (heir)
 
@@ -531,13 +532,32 @@ _CLOSE_LOST_CALLS = text(
     SELECT count(*) FROM lost
     """
 )
+# A lapsed job goes back to queued. If the lost call was its model's last attempt, it
+# moves on to the next model, as a settle of a retryable failure would (the model list
+# is the request's `model` then its `fallbacks`); with none left, the claim fails it.
 _REQUEUE_LAPSED = text(
     """
-    UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
-           enqueued_at = now()
-    WHERE id IN (SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at < now()
-                 LIMIT :batch FOR UPDATE SKIP LOCKED)
-    RETURNING id
+    WITH lapsed AS (
+        SELECT id, current_model, model_attempts >= max_attempts AS used_up,
+               jsonb_build_array(request -> 'model')
+                   || coalesce(request -> 'fallbacks', '[]'::jsonb) AS models
+        FROM jobs WHERE status = 'running' AND lease_expires_at < now()
+        LIMIT :batch FOR UPDATE SKIP LOCKED
+    ), moved AS (
+        SELECT l.id, (SELECT m.name
+                      FROM jsonb_array_elements_text(l.models) WITH ORDINALITY AS m(name, pos)
+                      WHERE m.pos > (SELECT min(c.pos) FROM jsonb_array_elements_text(l.models)
+                                         WITH ORDINALITY AS c(name, pos)
+                                     WHERE c.name = l.current_model)
+                      ORDER BY m.pos LIMIT 1) AS next_model
+        FROM lapsed l WHERE l.used_up
+    )
+    UPDATE jobs j SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+           enqueued_at = now(), current_model = coalesce(m.next_model, j.current_model),
+           model_attempts = CASE WHEN m.next_model IS NULL THEN j.model_attempts ELSE 0 END
+    FROM lapsed l LEFT JOIN moved m ON m.id = l.id
+    WHERE j.id = l.id AND j.status = 'running'
+    RETURNING j.id
     """
 )
 _MARK_DUE_RETRIES = text(
@@ -564,7 +584,8 @@ def close_lost_calls(conn: Connection, grace_s: float) -> int:
 
 
 def requeue_lapsed(conn: Connection, batch: int) -> list[uuid.UUID]:
-    """running, lease lapsed -> queued (its worker stopped renewing it): to publish."""
+    """running, lease lapsed -> queued (its worker stopped renewing it), on the next
+    model when the lost call was its model's last attempt: to publish."""
     return [row[0] for row in conn.execute(_REQUEUE_LAPSED, {"batch": batch})]
 
 

@@ -204,3 +204,23 @@ def test_a_killed_last_attempt_fails_internal(
     assert done["attempts"] == 1
     assert _outcomes(db, job["id"]) == [(1, "openai/gpt-4o-mini", "interrupted")]
     assert fake_openai.count(message) == 1  # no call beyond max_attempts
+
+
+def test_a_killed_last_attempt_falls_back_to_the_next_model(
+    live: Stack, client: Client, fake_openai: FakeOpenAI, db: psycopg.Connection[Any]
+) -> None:
+    message = unique("[sleep:2] last try, then the fallback")
+    body = chat(message, max_attempts=1, fallbacks=["openai/gpt-4.1-mini"])
+    job = client.submit(body).json()
+    wait_for_call(fake_openai, message)
+    live.kill_workers(signal.SIGKILL)
+    live.start_worker()
+
+    done = client.wait(job["id"], timeout_s=60)
+    assert done["status"] == "succeeded", done
+    assert done["attempts"] == 2
+    assert _outcomes(db, job["id"]) == [
+        (1, "openai/gpt-4o-mini", "interrupted"),
+        (2, "openai/gpt-4.1-mini", "succeeded"),
+    ]
+    assert fake_openai.count_model(message, "gpt-4o-mini") == 1
