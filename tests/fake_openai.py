@@ -14,6 +14,7 @@ last user message (and by model), and injects faults written into that message:
   [nul]         the reply holds a NUL character (U+0000), which Postgres text refuses
   [trickle:1]   send the answer's headers, then its body one byte a second (each read
                 is quick, the whole answer takes minutes)
+  [numbered]    the reply says which call with this message it answers ("call 2: ...")
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024  # hundreds of calls connect at once in the load tests
 
 
-DIRECTIVE = re.compile(r"\[(fail|status|429|sleep|reply|down|storm|broken|nul|trickle):?([^\]]*)\]")
+DIRECTIVES = "fail|status|429|sleep|reply|down|storm|broken|nul|trickle|numbered"
+DIRECTIVE = re.compile(rf"\[({DIRECTIVES}):?([^\]]*)\]")
 
 
 def words(text: str) -> int:
@@ -175,6 +177,8 @@ class FakeOpenAI:
                 reply = replies[0] if replies else f"echo: {key}"
                 if "nul" in directives:
                     reply = "before\u0000after"
+                if "numbered" in directives:
+                    reply = f"call {n}: {reply}"
                 prompt = sum(words(m["content"]) for m in messages)
                 broken = "broken" in directives
                 message: dict[str, Any] | None = {"role": "assistant", "content": reply}
