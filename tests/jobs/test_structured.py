@@ -73,3 +73,24 @@ def test_references_must_stay_inside_the_schema() -> None:
     ):
         with pytest.raises(ValueError, match="points"):
             check_refs(outside)
+
+
+def test_an_older_drafts_keywords_run_on_re2_too() -> None:
+    """A subschema's `$schema` switches jsonschema to that draft's keywords; draft
+    2019-09's unevaluatedProperties has its own regex call (about 6 s on Python's re
+    for 26 x's, doubling with each one more)."""
+    import time
+
+    schema = {
+        "properties": {
+            "a": {
+                "$schema": "https://json-schema.org/draft/2019-09/schema",
+                "patternProperties": {"^(x+)+$": {}},
+                "unevaluatedProperties": False,
+            }
+        }
+    }
+    started = time.monotonic()
+    with pytest.raises(InvalidOutput, match="properties the schema does not allow"):
+        parse_output('{"a": {"' + "x" * 26 + '!": 1}}', schema)
+    assert time.monotonic() - started < 1.0
