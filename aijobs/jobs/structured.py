@@ -193,7 +193,6 @@ _KEYWORD_WORDS = {
     "uniqueItems": "its items are not unique",
     "contains": "no item matches the schema's contains",
     "dependentRequired": "a property it needs is missing (dependentRequired)",
-    "false": "the schema allows nothing here",
 }
 _BOUNDS = frozenset(
     {
@@ -217,6 +216,8 @@ _BOUNDS = frozenset(
 def _what(error: ValidationError) -> str:
     """The failed keyword in our words, with only what the tenant's own schema and
     output hold (a type name, a bound, a missing property)."""
+    if error.validator is None:  # a `false` schema
+        return "the schema allows no value here"
     keyword = str(error.validator)
     wanted = error.validator_value
     if keyword == "type":
