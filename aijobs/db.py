@@ -21,6 +21,9 @@ def get_engine() -> Engine:
         max_overflow=settings.db_max_overflow,
         # No pre-ping: it costs a round trip per checkout on every job and request.
         pool_recycle=1800,
+        # A database error's text (logged, sent to Sentry) must not carry the values
+        # bound to it: those are prompts, results, webhook URLs.
+        hide_parameters=True,
     )
 
 

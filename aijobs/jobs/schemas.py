@@ -1,4 +1,9 @@
-"""The job request as clients send it, validated once at submit and re-read by the worker."""
+"""The job request as clients send it, validated once at submit and re-read by the worker.
+
+Every string in it, wherever it sits (keys too), must be one Postgres can store: text
+and JSONB refuse U+0000 and lone surrogates (which arrive as JSON `"\\ud800"` escapes
+and have no UTF-8 form). The whole body is checked before its fields, so a field added
+later is covered too."""
 
 from __future__ import annotations
 
@@ -15,10 +20,60 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from aijobs.jobs.structured import check_limits
+from aijobs.jobs.structured import check_limits, check_refs
 
 TASKS = ("chat", "embed")
+MAX_WALK_DEPTH = 64  # deeper bodies are refused here; response_schema allows 32 levels
+
+
+def _unstorable(text: str) -> str | None:
+    """What in `text` Postgres refuses, named for the client; None when it can be stored."""
+    if "\x00" in text:
+        return "U+0000 (NUL)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a lone surrogate (U+D800..U+DFFF)"
+    return None
+
+
+def _where(path: list[str | int]) -> str:
+    """`messages[0].content` from ["messages", 0, "content"]."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out or "request"
+
+
+def _first_unstorable(value: Any, path: list[str | int]) -> tuple[str, str] | None:
+    """(location, what) of the first string the database cannot store, keys included."""
+    if len(path) > MAX_WALK_DEPTH:
+        raise PydanticCustomError(
+            "too_deep", "the request nests deeper than {depth} levels", {"depth": MAX_WALK_DEPTH}
+        )
+    if isinstance(value, str):
+        what = _unstorable(value)
+        return (_where(path), what) if what else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            key_text = str(key)
+            what = _unstorable(key_text)
+            if what:
+                # The key itself cannot be shown: it is the unstorable text.
+                return (f"a key in {_where(path)}", what)
+            found = _first_unstorable(item, [*path, key_text[:64]])
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _first_unstorable(item, [*path, index])
+            if found:
+                return found
+    return None
+
+
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
 
 
@@ -69,6 +124,20 @@ class JobRequest(BaseModel):
     timeout_s: float = Field(default=60, gt=0, le=600)
     metadata: dict[str, str] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        """Refuse, naming where, any string Postgres would refuse (else: a 500 at insert)."""
+        found = _first_unstorable(data, [])
+        if found is not None:
+            where, what = found
+            raise PydanticCustomError(
+                "unstorable_character",
+                "{where} contains {what}, which cannot be stored",
+                {"where": where, "what": what},
+            )
+        return data
+
     @field_validator("fallbacks")
     @classmethod
     def _distinct_fallbacks(cls, value: list[str]) -> list[str]:
@@ -108,6 +177,7 @@ class JobRequest(BaseModel):
                 raise ValueError(
                     f"response_schema is not a valid JSON Schema: {exc.message}"
                 ) from exc
+            check_refs(value)
         return value
 
     @field_validator("webhook_url")

@@ -46,3 +46,51 @@ def test_schemas_are_bounded_at_submit() -> None:
     with pytest.raises(ValueError, match="bytes"):
         check_limits({"description": "x" * 70_000})
     check_limits({"type": "object", "properties": {"a": {"pattern": "^[a-z]+$"}}})
+
+
+def test_references_must_stay_inside_the_schema() -> None:
+    from aijobs.jobs.structured import check_refs
+
+    for inside in (
+        {"$defs": {"A": {"type": "string"}}, "properties": {"a": {"$ref": "#/$defs/A"}}},
+        {"definitions": {"A": {"type": "string"}}, "items": {"$ref": "#/definitions/A"}},
+        {"type": "array", "items": {"$ref": "#"}},  # recursion through the root
+        {"$defs": {"A": {"$anchor": "name", "type": "string"}}, "items": {"$ref": "#name"}},
+        {"$dynamicAnchor": "node", "items": {"$dynamicRef": "#node"}},
+        # Resolved against an $id, a fragment still lands in that same resource.
+        {"$id": "https://example.com/r.json", "$defs": {"A": {}}, "items": {"$ref": "#/$defs/A"}},
+        {"const": {"$id": 5}},  # not a schema position; nothing to resolve
+    ):
+        check_refs(inside)
+    for outside in (
+        {"$ref": "https://example.com/s.json"},
+        {"$ref": "file:///etc/passwd"},
+        {"$ref": "s.json#/x"},
+        {"$id": "https://example.com/", "items": {"$ref": "s.json"}},
+        {"items": {"$dynamicRef": "https://example.com/s.json#node"}},
+        {"items": {"$recursiveRef": "https://example.com/s.json"}},
+        {"$ref": "#/$defs/missing"},
+    ):
+        with pytest.raises(ValueError, match="points"):
+            check_refs(outside)
+
+
+def test_an_older_drafts_keywords_run_on_re2_too() -> None:
+    """A subschema's `$schema` switches jsonschema to that draft's keywords; draft
+    2019-09's unevaluatedProperties has its own regex call (about 6 s on Python's re
+    for 26 x's, doubling with each one more)."""
+    import time
+
+    schema = {
+        "properties": {
+            "a": {
+                "$schema": "https://json-schema.org/draft/2019-09/schema",
+                "patternProperties": {"^(x+)+$": {}},
+                "unevaluatedProperties": False,
+            }
+        }
+    }
+    started = time.monotonic()
+    with pytest.raises(InvalidOutput, match="properties the schema does not allow"):
+        parse_output('{"a": {"' + "x" * 26 + '!": 1}}', schema)
+    assert time.monotonic() - started < 1.0

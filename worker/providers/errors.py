@@ -1,7 +1,15 @@
-"""The one place where provider exceptions become our error codes, with `retryable`."""
+"""The one place where provider exceptions become our error codes, with `retryable`.
+
+The message a tenant reads is ours: the HTTP status, and the provider's short error
+code when it gives one. An SDK's exception text is not copied into it: it can carry a
+provider's response body (our organisation's ids and limits, echoes of input), the
+base URL of a private gateway, or paths. The log gets the exception's type, status,
+code and request id (never its text, which can quote a prompt)."""
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Mapping
 
 import anthropic
@@ -14,6 +22,10 @@ from worker.retry_policy import retry_after_s
 # Transient per HTTP: request timeout, conflict, rate limit, server errors (and 529).
 TRANSIENT_STATUS = frozenset({408, 409, 429})
 RETRY_AFTER_CAP_S = 300.0
+# A provider's error code worth passing on: a short identifier, nothing free-form.
+_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+log = logging.getLogger("aijobs.worker")
 
 
 def _capped_retry_after(headers: Mapping[str, str] | None) -> float | None:
@@ -40,8 +52,23 @@ def from_status(status: int, message: str, headers: Mapping[str, str] | None) ->
     )
 
 
+def _provider_code(exc: openai.APIStatusError | anthropic.APIStatusError) -> str | None:
+    """The provider's own short error code (OpenAI `error.code` or `error.type`,
+    Anthropic `error.type`), if it is an identifier."""
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]
+    if not isinstance(body, dict):
+        return None
+    for key in ("code", "type"):
+        value = body.get(key)
+        if isinstance(value, str) and _CODE.fullmatch(value):
+            return value
+    return None
+
+
 def map_exception(exc: BaseException) -> ProviderError:
-    """Map an SDK or transport exception to a ProviderError."""
+    """Map an SDK or transport exception to a ProviderError whose message is ours."""
     if isinstance(exc, ProviderError):
         return exc
     if isinstance(
@@ -51,17 +78,40 @@ def map_exception(exc: BaseException) -> ProviderError:
             "provider_timeout", "the provider did not answer in time", retryable=True
         )
     if isinstance(exc, openai.APIStatusError | anthropic.APIStatusError):
+        code = _provider_code(exc)
+        log.warning(
+            "provider answered HTTP %s (%s, code %s, request id %s)",
+            exc.status_code,
+            type(exc).__name__,
+            code,
+            getattr(exc, "request_id", None),
+        )
+        said = f" ({code})" if code else ""
         return from_status(
             exc.status_code,
-            f"provider answered HTTP {exc.status_code}: {exc.message}"[:1000],
+            f"the provider answered HTTP {exc.status_code}{said}",
             exc.response.headers,
         )
     if isinstance(
         exc, openai.APIConnectionError | anthropic.APIConnectionError | httpx2.TransportError
     ):
+        cause = exc.__cause__ or exc.__context__
+        log.warning(
+            "connection to the provider failed (%s, caused by %s)",
+            type(exc).__name__,
+            type(cause).__name__ if cause else None,
+        )
         return ProviderError(
-            "provider_error", f"connection to the provider failed: {exc}", retryable=True
+            "provider_error", "the connection to the provider failed", retryable=True
         )
     if isinstance(exc, openai.OpenAIError | anthropic.AnthropicError):
-        return ProviderError("provider_error", str(exc)[:1000], retryable=False)
-    return ProviderError("internal", f"{type(exc).__name__}: {exc}"[:1000], retryable=False)
+        log.warning("the provider's SDK failed (%s)", type(exc).__name__)
+        return ProviderError(
+            "provider_error",
+            f"the provider call failed ({type(exc).__name__})",
+            retryable=False,
+        )
+    # The caller logs this one with its traceback (an internal error is ours to fix).
+    return ProviderError(
+        "internal", "an internal error in the worker; it has been logged", retryable=False
+    )
