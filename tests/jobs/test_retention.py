@@ -4,12 +4,15 @@ attempts, its costs and the usage report stay, and a purged job does not re-run.
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 from typing import Any
 
 import psycopg
+from sqlalchemy import Connection, create_engine, text
 
-from tests.conftest import Client
+from aijobs.jobs import transitions
+from tests.conftest import Client, Services
 from tests.helpers import chat, unique, wait_until
 from tests.stack import ADMIN_TOKEN
 from tests.webhook_receiver import Receiver
@@ -151,3 +154,147 @@ def test_a_purged_job_is_not_run_again(client: Client, db: psycopg.Connection[An
     shown = client.http.get(f"/v1/jobs/{job['id']}").json()
     assert (shown["status"], shown["purged"], shown["attempts"]) == ("succeeded", True, 1)
     assert _row(db, job["id"])["request"] == {}
+
+
+_TENANT = text(
+    "INSERT INTO tenants (id, name, webhook_secret) VALUES (:id, :name, 'whsec_x') RETURNING id"
+)
+_ENDED_JOB = text(
+    """
+    INSERT INTO jobs (id, tenant_id, status, model, current_model, task, request, metadata,
+                      webhook_url, max_attempts, model_attempts, timeout_s, attempts,
+                      input_tokens, output_tokens, cost_usd, cache_hit, reserve_usd, result,
+                      error_code, error_message, error_retryable, fingerprint, started_at,
+                      finished_at)
+    VALUES (:id, :tenant, :status, 'sim/echo', 'sim/echo', 'chat',
+            '{"messages": [{"role": "user", "content": "secret"}]}', '{"user": "alice"}',
+            'http://127.0.0.1:9/hook', 3, 1, 60, 1, 10, 20, 0.5, false, '{}',
+            '{"content": "secret answer"}', :code, :message, false, :fingerprint,
+            now() - make_interval(days => :age_days),
+            CASE WHEN :ended THEN now() - make_interval(days => :age_days) END)
+    """
+)
+_ATTEMPT = text(
+    """
+    INSERT INTO attempts (job_id, tenant_id, attempt_no, model, outcome, error_code,
+                          error_message, started_at, finished_at, input_tokens, output_tokens,
+                          cost_usd, reserved_usd, budget_held, cost_estimated)
+    SELECT id, tenant_id, 1, 'sim/echo', 'failed', 'invalid_output',
+           'output does not match response_schema: ''secret answer'' is not an integer',
+           started_at, finished_at, 10, 20, 0.5, 0.5, false, false
+    FROM jobs WHERE id = :id
+    """
+)
+
+
+def test_the_purge_statement(services: Services) -> None:
+    """purge_expired itself, in a transaction no worker sees: oldest first in batches,
+    everything that quotes the request or the result cleared, costs kept, only ended
+    jobs older than the period, and a second run changes nothing."""
+    engine = create_engine(services.database_url)
+    with engine.connect() as conn:
+        trans = conn.begin()
+        try:
+            tenant = conn.execute(_TENANT, {"id": uuid.uuid4(), "name": uuid.uuid4().hex}).scalar()
+            assert isinstance(tenant, uuid.UUID)
+
+            def job(status: str, age_days: int, code: str | None = None) -> uuid.UUID:
+                job_id = uuid.uuid4()
+                values = {
+                    "id": job_id,
+                    "tenant": tenant,
+                    "status": status,
+                    "ended": status != "running",
+                    "age_days": age_days,
+                    "code": code,
+                    "message": "the output was 'secret answer'" if code else None,
+                    "fingerprint": uuid.uuid4().hex,
+                }
+                conn.execute(_ENDED_JOB, values)
+                conn.execute(_ATTEMPT, {"id": job_id})
+                return job_id
+
+            oldest = job("failed", 40, code="invalid_output")
+            older = job("succeeded", 35)
+            recent = job("succeeded", 29)
+            running = job("running", 40)  # started 40 days ago, not ended: never purged
+            # The trigger of migration 0006 made the ended jobs' deliveries; as sent:
+            conn.execute(
+                text(
+                    """UPDATE webhook_deliveries SET status = 'delivered',
+                              body = '{"data": {"result": "secret answer"}}'
+                       WHERE tenant_id = :tenant"""
+                ),
+                {"tenant": tenant},
+            )
+            conn.execute(
+                text(
+                    """INSERT INTO cache_entries (tenant_id, fingerprint, result, model,
+                              cost_usd, input_tokens, output_tokens, created_at, expires_at)
+                       SELECT tenant_id, fingerprint, result, 'sim/echo', 0.5, 10, 20,
+                              finished_at, now() + interval '1 day'
+                       FROM jobs WHERE id IN (:older, :recent)"""
+                ),
+                {"older": older, "recent": recent},
+            )
+
+            assert transitions.purge_expired(conn, 30, batch=1) == 1
+            assert _purged(conn, tenant) == {oldest}
+            assert transitions.purge_expired(conn, 30, batch=10) == 1
+            assert transitions.purge_expired(conn, 30, batch=10) == 0
+            assert _purged(conn, tenant) == {oldest, older}
+
+            rows = conn.execute(
+                text(
+                    """SELECT id, request, result, metadata, error_code, error_message,
+                              fingerprint, cost_usd, webhook_url
+                       FROM jobs WHERE tenant_id = :tenant"""
+                ),
+                {"tenant": tenant},
+            ).mappings()
+            by_id = {row["id"]: row for row in rows}
+            for job_id in (oldest, older):
+                row = by_id[job_id]
+                assert (row["request"], row["result"], row["metadata"]) == ({}, None, {})
+                assert row["error_message"] is None and row["fingerprint"] is None
+                assert row["cost_usd"] == Decimal("0.5")
+                assert row["webhook_url"] == "http://127.0.0.1:9/hook"
+            assert by_id[oldest]["error_code"] == "invalid_output"
+            for job_id in (recent, running):
+                assert by_id[job_id]["result"] == {"content": "secret answer"}
+                assert by_id[job_id]["metadata"] == {"user": "alice"}
+
+            calls = conn.execute(
+                text("SELECT job_id, error_message, cost_usd FROM attempts WHERE tenant_id = :t"),
+                {"t": tenant},
+            ).all()
+            assert {row[2] for row in calls} == {Decimal("0.5")}
+            assert {row[0] for row in calls if row[1] is None} == {oldest, older}
+            bodies = conn.execute(
+                text("SELECT job_id, body FROM webhook_deliveries WHERE tenant_id = :t"),
+                {"t": tenant},
+            ).all()
+            assert {row[0] for row in bodies if row[1] is None} == {oldest, older}
+            assert {row[0] for row in bodies if row[1] is not None} == {recent}
+            cached = conn.execute(
+                text(
+                    """SELECT j.id FROM cache_entries c JOIN jobs j ON j.tenant_id = c.tenant_id
+                       WHERE c.tenant_id = :t AND j.fingerprint = c.fingerprint"""
+                ),
+                {"t": tenant},
+            ).scalars()
+            assert set(cached) == {recent}
+            assert (
+                conn.execute(
+                    text("SELECT count(*) FROM cache_entries WHERE tenant_id = :t"), {"t": tenant}
+                ).scalar()
+                == 1
+            )
+        finally:
+            trans.rollback()
+    engine.dispose()
+
+
+def _purged(conn: Connection, tenant: uuid.UUID) -> set[uuid.UUID]:
+    query = text("SELECT id FROM jobs WHERE purged AND tenant_id = :t")
+    return set(conn.execute(query, {"t": tenant}).scalars())
