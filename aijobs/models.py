@@ -99,6 +99,11 @@ class Job(Base):
             "leader_id",
             postgresql_where=text("leader_id IS NOT NULL AND status = 'queued'"),
         ),
+        Index(
+            "ix_jobs_purge_due",
+            "finished_at",
+            postgresql_where=text("NOT purged AND finished_at IS NOT NULL"),
+        ),
     )
     # INSERT ... RETURNING the server defaults: no second round trip to read created_at.
     __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012
@@ -138,6 +143,9 @@ class Job(Base):
     reserve_usd: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
     # What a cache hit saved: the price of the call it did not make.
     saved_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    # Retention: the request, result and everything quoting them were removed (the job,
+    # its attempts and costs stay); see transitions.purge_expired.
+    purged: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     # Dedup: the hash of what determines the answer (None when cache is off); a
     # follower waits on its in-flight leader instead of calling the provider.
     fingerprint: Mapped[str | None] = mapped_column(String(64))

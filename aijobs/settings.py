@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     # How long a successful result answers identical requests of the same tenant.
     cache_ttl_s: float = Field(default=86_400.0, gt=0)
 
+    # Retention: the request and result of a job that ended more days ago than this are
+    # removed by the sweeper (the job, its attempts and costs stay). 0 keeps them forever.
+    retention_days: int = Field(default=30, ge=0)
+
     # Provider calls in flight per model across all workers: a default for every model
     # (0: no cap) and overrides, "openai/gpt-4o-mini=50,sim/echo=200".
     model_inflight_cap: int = Field(default=0, ge=0)

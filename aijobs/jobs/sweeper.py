@@ -1,5 +1,6 @@
 """What the sweeper must publish: jobs Postgres says must run now that the broker may
-not hold. Publishing is the worker's part; this module only decides and marks."""
+not hold. Publishing is the worker's part; this module only decides and marks. It also
+purges what the retention period has expired."""
 
 from __future__ import annotations
 
@@ -58,3 +59,18 @@ _EXPIRED_CACHE = text(
 def purge_expired_cache(conn: Connection, batch: int = 1000) -> int:
     """Expired entries answer nothing (lookups check expires_at); this only frees space."""
     return int(conn.execute(_EXPIRED_CACHE, {"batch": batch}).rowcount)
+
+
+# Retention: jobs purged per statement, and how often a sweeper looks when the last
+# look found less than a batch (a full batch: it goes on at the next pass). Small
+# batches keep each purge a short statement beside the claims and settles.
+PURGE_BATCH = 500
+PURGE_EVERY_S = 10.0
+
+
+def purge_expired(conn: Connection, retention_days: int, batch: int = PURGE_BATCH) -> int:
+    """Purge up to `batch` jobs that ended more than retention_days ago (0: retention
+    off, nothing is purged). Returns how many were purged."""
+    if retention_days <= 0:
+        return 0
+    return transitions.purge_expired(conn, retention_days, batch)

@@ -14,6 +14,7 @@ SQL guarded by the state it leaves, so each is safe to run twice.
                                       on the next model if that call was its model's last
     re-run      terminal           -> queued, or succeeded (cache), or a follower
     followers   queued follower    -> its leader's outcome, or leader itself (heir)
+    purge       ended, expired     -> ended and purged (request and result removed)
 
 "Ours" is `status = 'running' AND lease_owner = :owner`: a redelivered message or a
 worker that lost its lease can never end a job again nor record an attempt twice.
@@ -608,7 +609,9 @@ def mark_unclaimed(
 
 # --- re-run (an admin) --------------------------------------------------------------
 
-_LOCK_FOR_RERUN = text("SELECT status, tenant_id, fingerprint FROM jobs WHERE id = :id FOR UPDATE")
+_LOCK_FOR_RERUN = text(
+    "SELECT status, tenant_id, fingerprint, purged FROM jobs WHERE id = :id FOR UPDATE"
+)
 # A fresh cached success answers the re-run at once.
 _RERUN_FROM_CACHE = text(
     """
@@ -650,9 +653,11 @@ def rerun(conn: Connection, job_id: uuid.UUID) -> Rerun:
     job = conn.execute(_LOCK_FOR_RERUN, {"id": job_id}).first()
     if job is None:
         return Rerun(skipped="no such job")
-    status, tenant_id, fingerprint = job
+    status, tenant_id, fingerprint, purged = job
     if status not in TERMINAL:
         return Rerun(skipped=f"{status}: not finished")
+    if purged:  # its request is gone (retention): nothing left to run
+        return Rerun(skipped="purged")
     leader = None
     if fingerprint is not None:
         if conn.execute(_RERUN_FROM_CACHE, {"id": job_id}).first() is not None:
@@ -759,3 +764,63 @@ def settle_orphans(conn: Connection, batch: int = 100) -> list[uuid.UUID]:
         if heir is not None:
             heirs.append(heir)
     return heirs
+
+
+# --- retention (the sweeper) --------------------------------------------------------
+
+# ended, older than the retention period -> purged: what the tenant sent and what came
+# back is removed, for up to :batch jobs, oldest first (ix_jobs_purge_due). The job row,
+# its attempts (tokens, costs), the budget counters and the cache savings stay, so
+# usage reports and budgets do not change. Removed with the request and the result:
+# - metadata: sent by the tenant with the request, free-form (user ids, emails);
+# - error messages of the job and of its attempts: some quote the output (a schema
+#   mismatch names the offending value) or the provider's echo of the prompt; the
+#   codes stay;
+# - the fingerprint: a hash of the prompt still confirms a guessed prompt;
+# - webhook delivery bodies (the job object, result and all) and the receiver's
+#   answers; a redelivery rebuilds the body from the purged job;
+# - the cache entry the job's answer lives on in (written no later than the job
+#   ended), whatever AIJOBS_CACHE_TTL_S says; a newer entry for the same request stays.
+# The webhook URL stays: it is the tenant's endpoint, not content. A job whose webhook
+# is being sent right now is left for a later sweep (the send holds its body). Row locks
+# are skipped, not waited for, so the purge never stalls a worker; a purged job leaves
+# the partial index, so running it twice purges nothing twice.
+_PURGE_EXPIRED = text(
+    """
+    WITH expired AS (
+        SELECT j.id, j.tenant_id, j.fingerprint, j.finished_at FROM jobs j
+        WHERE NOT j.purged AND j.finished_at IS NOT NULL
+          AND j.finished_at < now() - make_interval(days => :days)
+          AND j.status IN ('succeeded', 'failed', 'cancelled')
+          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d
+                          WHERE d.job_id = j.id AND d.status = 'sending')
+        ORDER BY j.finished_at LIMIT :batch
+        FOR UPDATE OF j SKIP LOCKED
+    ), purged AS (
+        UPDATE jobs j SET purged = true, request = '{}'::jsonb, result = NULL,
+               metadata = '{}'::jsonb, error_message = NULL, fingerprint = NULL
+        FROM expired e WHERE j.id = e.id
+        RETURNING j.id
+    ), calls AS (
+        UPDATE attempts a SET error_message = NULL
+        FROM expired e WHERE a.job_id = e.id AND a.error_message IS NOT NULL
+    ), bodies AS (
+        UPDATE webhook_deliveries d SET body = NULL
+        FROM expired e WHERE d.job_id = e.id AND d.body IS NOT NULL
+    ), answers AS (
+        UPDATE webhook_attempts w SET response_body = NULL
+        FROM expired e WHERE w.job_id = e.id AND w.response_body IS NOT NULL
+    ), cached AS (
+        DELETE FROM cache_entries c USING expired e
+        WHERE c.tenant_id = e.tenant_id AND c.fingerprint = e.fingerprint
+          AND c.created_at <= e.finished_at
+    )
+    SELECT count(*) FROM purged
+    """
+)
+
+
+def purge_expired(conn: Connection, days: int, batch: int) -> int:
+    """ended more than `days` days ago (database clock) -> purged, for up to `batch`
+    jobs; returns how many. A full batch means more may be due."""
+    return int(conn.execute(_PURGE_EXPIRED, {"days": days, "batch": batch}).scalar() or 0)

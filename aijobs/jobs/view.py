@@ -46,6 +46,7 @@ VIEW_COLUMNS = (
     "webhook_url",
     "webhook_status",
     "webhook_attempts",
+    "purged",
 )
 
 
@@ -83,4 +84,6 @@ def view(row: Mapping[str, Any]) -> dict[str, Any]:
         "cache_hit": row["cache_hit"],
         "metadata": row["metadata"],
         "webhook": webhook,
+        # SPEC's Retention: the request and result were removed (result is null).
+        "purged": row["purged"],
     }
