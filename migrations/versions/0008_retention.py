@@ -2,7 +2,7 @@
 is marked purged; a partial index lets the sweeper find the next ones to purge without
 walking the jobs already purged
 
-Revision ID: 0008_retention
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-07 03:00:00
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008_retention"
+revision: str = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
