@@ -82,9 +82,10 @@ def _missing_setting(provider: str) -> str | None:
     return variable
 
 
-def check_submittable(request: JobRequest) -> None:
-    """What pydantic cannot know: prices, task/model fit, configured providers (a job
-    no worker here could run is refused now, not failed later), webhook targets."""
+def check_submittable(request: JobRequest, *, refuse_unconfigured: bool = False) -> None:
+    """What pydantic cannot know: prices, task/model fit, webhook targets; and with
+    `refuse_unconfigured`, providers this deployment has no key for (a job no worker
+    here could run is refused now, not failed later)."""
     if request.model in request.fallbacks:
         raise InvalidRequest("fallbacks must not repeat the model")
     for model in request.models():
@@ -93,7 +94,7 @@ def check_submittable(request: JobRequest) -> None:
             raise InvalidRequest(
                 f"model {model!r} is a {price.mode} model; it cannot run task {request.task!r}"
             )
-        missing = _missing_setting(model.partition("/")[0])
+        missing = _missing_setting(model.partition("/")[0]) if refuse_unconfigured else None
         if missing is not None:
             raise Unsupported(
                 f"{model}: {missing} is not set on this deployment", extra={"model": model}
@@ -152,8 +153,12 @@ def submit(
     *,
     idempotency_key: str | None = None,
     budgeted: bool = False,
+    refuse_unconfigured: bool = False,
 ) -> Submitted:
-    check_submittable(request)
+    """A new job (or a cache hit, a follower, an Idempotency-Key's earlier job). The API
+    passes `refuse_unconfigured`: its settings are the deployment's. An in-process
+    caller (a test, a benchmark) may submit for workers configured elsewhere."""
+    check_submittable(request, refuse_unconfigured=refuse_unconfigured)
     if budgeted:
         budget.refuse_if_over(session.connection(), tenant_id)
     job_id = uuid.uuid4()

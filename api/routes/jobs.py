@@ -56,6 +56,7 @@ def submit_job(
                 tenant.id,
                 body,
                 idempotency_key=idempotency_key,
+                refuse_unconfigured=True,
                 budgeted=tenant.daily_budget_usd is not None
                 or tenant.monthly_budget_usd is not None,
             )
