@@ -13,6 +13,8 @@ import httpx
 import pytest
 from fastapi.routing import iter_route_contexts
 
+from api.admin_auth import require_admin
+from api.admin_session import checked_form, require_session
 from api.app import create_app
 from tests.conftest import Client
 from tests.stack import ADMIN_TOKEN, Stack
@@ -53,6 +55,23 @@ def test_the_walk_finds_the_admin_routes() -> None:
     assert ("POST", "/admin/ui/jobs/{job_id}/rerun") in PAGES
     assert ("GET", "/admin/ui/tenants") in PAGES
     assert {(m, p) for m, p, _ in ROUTES} >= LOGIN
+
+
+def _declared(method: str, path: str) -> set[object]:
+    for route in iter_route_contexts(create_app().routes):
+        if route.path == path and method in (route.methods or ()):
+            return {dependency.dependency for dependency in route.dependencies}
+    raise AssertionError(f"no route {method} {path}")
+
+
+def test_the_checks_are_declared_by_the_routers() -> None:
+    """Each check is a dependency of its router (`APIRouter(dependencies=[...])`): a route
+    gets it by being there, not by remembering a parameter."""
+    for method, path in API:
+        assert require_admin in _declared(method, path), (method, path)
+    for method, path in PAGES:
+        check = checked_form if method == "POST" else require_session
+        assert check in _declared(method, path), (method, path)
 
 
 def _problem(response: httpx.Response, status: set[int]) -> None:
