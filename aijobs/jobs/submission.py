@@ -133,8 +133,15 @@ def replay(
 ) -> Submitted | None:
     """The job an earlier request with this Idempotency-Key made (same body), or None
     when the key is new (or expired); a different body is IdempotencyConflict. One
-    indexed read, made only for requests that carry a key."""
-    earlier = session.execute(_LIVE_KEY_OWNER, {"tenant_id": tenant_id, "key": key}).first()
+    indexed read, made only for requests that carry a key (in autocommit when the
+    session is its own unit: reads need no BEGIN and COMMIT round trips)."""
+    own_unit = not session.in_transaction() and isinstance(session.get_bind(), Engine)
+    conn = (
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        if own_unit
+        else session.connection()
+    )
+    earlier = conn.execute(_LIVE_KEY_OWNER, {"tenant_id": tenant_id, "key": key}).first()
     if earlier is None:
         return None
     if earlier.body_hash != body_hash(request):
@@ -143,7 +150,7 @@ def replay(
             extra={"job_id": str(earlier.job_id)},
         )
     job_id = uuid.UUID(str(earlier.job_id))
-    return Submitted(dict(transitions.submitted(session.connection(), job_id)), False)
+    return Submitted(dict(transitions.submitted(conn, job_id)), False)
 
 
 def submit(
