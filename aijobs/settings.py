@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import types
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -81,6 +82,15 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("SENTRY_DSN", "AIJOBS_SENTRY_DSN")
     )
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any, info: ValidationInfo) -> Any:
+        """An empty optional setting is an unset one: compose's `${VAR:-}`, a blank line in
+        `.env` or an exported `VAR=` must not become an empty base URL, key or token."""
+        if value == "" and info.field_name is not None and _optional(info.field_name):
+            return None
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _psycopg_driver(cls, value: str | None) -> str | None:
@@ -133,6 +143,12 @@ class Settings(BaseSettings):
                 "AIJOBS_REDIS_URL is not set (use `aijobs dev` for the embedded one)"
             )
         return self.redis_url
+
+
+def _optional(field_name: str) -> bool:
+    """Whether a setting may be None (`X | None`), so that "" can mean unset."""
+    annotation = Settings.model_fields[field_name].annotation
+    return get_origin(annotation) in (Union, types.UnionType) and type(None) in get_args(annotation)
 
 
 @lru_cache

@@ -1,14 +1,16 @@
 """The admin dependency: `Authorization: Bearer $AIJOBS_ADMIN_TOKEN`.
 
 With no token configured the admin API does not exist (404); a missing bearer token
-is 401, a wrong one (a tenant's API key, say) 403; all three with code "unauthorized"."""
+is 401, a wrong one (a tenant's API key, say) 403; all three with code "unauthorized".
+It is a dependency of each admin API router (`APIRouter(dependencies=[...])`), never of
+a single route, so a route added to those routers cannot go without it."""
 
 from __future__ import annotations
 
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, Header
+from fastapi import Header
 
 from aijobs.errors import AdminOff, Forbidden, Unauthorized
 from aijobs.settings import get_settings
@@ -24,6 +26,3 @@ async def require_admin(authorization: Annotated[str | None, Header()] = None) -
         raise Unauthorized("send Authorization: Bearer <admin token>")
     if not hmac.compare_digest(token.encode(), expected.encode()):
         raise Forbidden("this token does not grant admin access")
-
-
-AdminDep = Annotated[None, Depends(require_admin)]

@@ -1,4 +1,5 @@
-"""Request dependencies: a session per request (committed at the edge) and the tenant."""
+"""Request dependencies: a session per request (committed at the edge) and the tenant
+(authenticated, and for reads within the reads' rate limit)."""
 
 from __future__ import annotations
 
@@ -100,11 +101,15 @@ async def get_tenant(token: Annotated[str, Depends(bearer_token)]) -> TenantInfo
     return tenant
 
 
-async def limited_tenant(tenant: Annotated[TenantInfo, Depends(get_tenant)]) -> TenantInfo:
-    """The tenant, once its requests-per-minute allow this one."""
+async def reading_tenant(tenant: Annotated[TenantInfo, Depends(get_tenant)]) -> TenantInfo:
+    """The tenant, once its reads' own limit allows this one (never its rpm, which
+    counts submissions only: the submit route checks that itself, after a replay)."""
     if tenant.rpm:
-        await run_in_threadpool(rate_limit.check, tenant.id, tenant.rpm)
+        await run_in_threadpool(rate_limit.check_reads, tenant.id, tenant.rpm)
     return tenant
 
 
-TenantDep = Annotated[TenantInfo, Depends(limited_tenant)]
+# Every tenant route but the submit: reads (and cancel) count against the reads' limit.
+TenantDep = Annotated[TenantInfo, Depends(reading_tenant)]
+# The submit route: authenticated only; it applies rpm once it knows it is no replay.
+AuthedTenantDep = Annotated[TenantInfo, Depends(get_tenant)]

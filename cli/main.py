@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 
     rerun = sub.add_parser("rerun", help="re-run one job, or every finished job a filter matches")
     rerun.add_argument("--job", default=None)
-    add_filter(rerun, "failed")
+    add_filter(rerun, None)  # --status, when other filters are given, defaults to failed
     rerun.add_argument("--dry-run", action="store_true")
     rerun.set_defaults(func=triage.cmd_rerun)
 

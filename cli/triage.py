@@ -8,22 +8,26 @@ import sys
 from typing import Any
 
 
-def _filter(args: argparse.Namespace) -> Any:
+def _fields(args: argparse.Namespace) -> dict[str, Any]:
     from datetime import datetime
-
-    from aijobs.jobs.triage import JobFilter
 
     def when(value: str | None) -> datetime | None:
         return datetime.fromisoformat(value) if value else None
 
-    return JobFilter(
-        status=args.status,
-        error_code=args.error_code,
-        tenant=args.tenant,
-        model=args.model,
-        since=when(args.since),
-        until=when(args.until),
-    )
+    return {
+        "status": args.status,
+        "error_code": args.error_code,
+        "tenant": args.tenant,
+        "model": args.model,
+        "since": when(args.since),
+        "until": when(args.until),
+    }
+
+
+def _filter(args: argparse.Namespace) -> Any:
+    from aijobs.jobs.triage import JobFilter
+
+    return JobFilter(**_fields(args))
 
 
 def _filter_fields(args: argparse.Namespace) -> dict[str, str | None]:
@@ -53,13 +57,27 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     import getpass
 
     from aijobs.db import session_scope
+    from aijobs.errors import InvalidRequest
     from aijobs.jobs import triage
 
+    where = None
+    if not args.job:
+        given = {name: value for name, value in _fields(args).items() if value is not None}
+        try:
+            where = triage.bulk_filter(given)
+        except InvalidRequest:
+            # Never "every failed job": say what is missing, act on nothing.
+            print(
+                "aijobs: rerun needs --job ID or at least one filter"
+                " (--status, --error-code, --tenant, --model, --since, --until)",
+                file=sys.stderr,
+            )
+            return 2
     with session_scope() as session:
-        if args.job:
+        if where is None:
             ids = [triage.get(session, args.job).id]
         else:
-            ids = triage.select_for_rerun(session, _filter(args))
+            ids = triage.select_for_rerun(session, where)
     if args.dry_run:
         print(json.dumps({"count": len(ids), "ids": [str(i) for i in ids], "dry_run": True}))
         return 0
@@ -73,7 +91,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         ids,
         actor=f"cli:{getpass.getuser()}",
         action="jobs.rerun",
-        detail={"job_id": args.job} if args.job else {"filter": _filter_fields(args)},
+        detail={"job_id": args.job} if where is None else {"filter": _filter_fields(args)},
         publish=publish_run,
         progress=progress,
     )

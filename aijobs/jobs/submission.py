@@ -1,6 +1,8 @@
-"""Submitting a job: validation beyond the schema, Idempotency-Key, the exact cache,
-and in-flight coalescing — each decided in Postgres, so it holds across every API
-process. Services flush; the edge commits, then publishes what needs a worker."""
+"""Submitting a job: validation beyond the schema (prices, configured providers, webhook
+targets), Idempotency-Key, the exact cache, and in-flight coalescing — each decided in
+Postgres, so it holds across every API process. Services flush; the edge commits, then
+publishes what needs a worker. A replay is looked up first (`replay`), before anything
+that could refuse a new job: the job a key made is the client's whatever changed since."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from aijobs.billing import budget
 from aijobs.billing.pricing import price_for
-from aijobs.errors import Conflict, IdempotencyConflict, InvalidRequest
+from aijobs.errors import AppError, Conflict, IdempotencyConflict, InvalidRequest
 from aijobs.jobs import transitions
 from aijobs.jobs.fingerprint import body_hash, fingerprint
 from aijobs.jobs.schemas import JobRequest
@@ -43,6 +45,27 @@ _CLAIM_KEY = text(
 _KEY_OWNER = text(
     "SELECT body_hash, job_id FROM idempotency_keys WHERE tenant_id = :tenant_id AND key = :key"
 )
+_LIVE_KEY_OWNER = text(
+    f"""
+    SELECT body_hash, job_id FROM idempotency_keys
+    WHERE tenant_id = :tenant_id AND key = :key
+      AND created_at >= now() - interval '{IDEMPOTENCY_TTL}'
+    """
+)
+# The setting each provider needs on this deployment: its variable, its Settings field.
+# sim needs none: it is always available.
+PROVIDER_KEYS = {
+    "openai": ("OPENAI_API_KEY", "openai_api_key"),
+    "anthropic": ("ANTHROPIC_API_KEY", "anthropic_api_key"),
+}
+
+
+class Unsupported(AppError):
+    """The request is valid, but this deployment cannot serve it."""
+
+    status = 422
+    code = "unsupported"
+    title = "Unsupported"
 
 
 @dataclass(frozen=True)
@@ -51,8 +74,18 @@ class Submitted:
     publish: bool  # True when a worker must run it (a new leader, not a hit or a follower)
 
 
-def check_submittable(request: JobRequest) -> None:
-    """What pydantic cannot know: prices, task/model fit, webhook targets."""
+def _missing_setting(provider: str) -> str | None:
+    """The variable this deployment lacks to call `provider`, if any."""
+    variable, field_name = PROVIDER_KEYS.get(provider, (None, None))
+    if field_name is None or getattr(get_settings(), field_name) is not None:
+        return None
+    return variable
+
+
+def check_submittable(request: JobRequest, *, refuse_unconfigured: bool = False) -> None:
+    """What pydantic cannot know: prices, task/model fit, webhook targets; and with
+    `refuse_unconfigured`, providers this deployment has no key for (a job no worker
+    here could run is refused now, not failed later)."""
     if request.model in request.fallbacks:
         raise InvalidRequest("fallbacks must not repeat the model")
     for model in request.models():
@@ -60,6 +93,11 @@ def check_submittable(request: JobRequest) -> None:
         if price.mode != MODE_FOR_TASK[request.task]:
             raise InvalidRequest(
                 f"model {model!r} is a {price.mode} model; it cannot run task {request.task!r}"
+            )
+        missing = _missing_setting(model.partition("/")[0]) if refuse_unconfigured else None
+        if missing is not None:
+            raise Unsupported(
+                f"{model}: {missing} is not set on this deployment", extra={"model": model}
             )
     if request.webhook_url is not None:
         host = urlsplit(request.webhook_url).hostname or ""
@@ -90,6 +128,31 @@ def _replayed(
     return uuid.UUID(str(earlier.job_id))
 
 
+def replay(
+    session: Session, tenant_id: uuid.UUID, key: str, request: JobRequest
+) -> Submitted | None:
+    """The job an earlier request with this Idempotency-Key made (same body), or None
+    when the key is new (or expired); a different body is IdempotencyConflict. One
+    indexed read, made only for requests that carry a key (in autocommit when the
+    session is its own unit: reads need no BEGIN and COMMIT round trips)."""
+    own_unit = not session.in_transaction() and isinstance(session.get_bind(), Engine)
+    conn = (
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        if own_unit
+        else session.connection()
+    )
+    earlier = conn.execute(_LIVE_KEY_OWNER, {"tenant_id": tenant_id, "key": key}).first()
+    if earlier is None:
+        return None
+    if earlier.body_hash != body_hash(request):
+        raise IdempotencyConflict(
+            "this Idempotency-Key was used with a different request body",
+            extra={"job_id": str(earlier.job_id)},
+        )
+    job_id = uuid.UUID(str(earlier.job_id))
+    return Submitted(dict(transitions.submitted(conn, job_id)), False)
+
+
 def submit(
     session: Session,
     tenant_id: uuid.UUID,
@@ -97,8 +160,12 @@ def submit(
     *,
     idempotency_key: str | None = None,
     budgeted: bool = False,
+    refuse_unconfigured: bool = False,
 ) -> Submitted:
-    check_submittable(request)
+    """A new job (or a cache hit, a follower, an Idempotency-Key's earlier job). The API
+    passes `refuse_unconfigured`: its settings are the deployment's. An in-process
+    caller (a test, a benchmark) may submit for workers configured elsewhere."""
+    check_submittable(request, refuse_unconfigured=refuse_unconfigured)
     if budgeted:
         budget.refuse_if_over(session.connection(), tenant_id)
     job_id = uuid.uuid4()

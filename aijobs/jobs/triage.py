@@ -4,7 +4,7 @@ tenant, model, time), read their attempts, and re-run them."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -23,6 +23,10 @@ from aijobs.money import usd
 from aijobs.tenants import audit
 
 BULK_CAP = 10_000
+FILTER_FIELDS = ("status", "error_code", "tenant", "model", "since", "until")
+NO_FILTER = (
+    "a bulk re-run needs at least one filter: status, error_code, tenant, model, since or until"
+)
 Query = TypeVar("Query", bound="Select[*tuple[Any, ...]]")
 
 
@@ -168,9 +172,19 @@ def rerun(
     return outcome
 
 
+def bulk_filter(given: Mapping[str, Any]) -> JobFilter:
+    """A bulk re-run's filter from the fields its caller gave (those not given absent):
+    at least one must be set, since "every failed job of every tenant" is never what an
+    empty request means; `status`, when not given, is failed."""
+    sent = {name: value for name, value in given.items() if name in FILTER_FIELDS}
+    if all(value is None for value in sent.values()):
+        raise InvalidRequest(NO_FILTER)
+    return JobFilter(**{"status": "failed", **sent})
+
+
 def select_for_rerun(session: Session, where: JobFilter) -> list[uuid.UUID]:
-    if where.status is None and where.error_code is None and where.tenant is None:
-        raise InvalidRequest("a bulk re-run needs a filter: status, error_code or tenant")
+    if all(getattr(where, name) is None for name in FILTER_FIELDS):
+        raise InvalidRequest(NO_FILTER)
     query = where.apply(select(Job.id)).where(Job.status.in_(TERMINAL))
     ids = list(session.scalars(query.order_by(Job.created_at).limit(BULK_CAP + 1)))
     if len(ids) > BULK_CAP:

@@ -6,18 +6,19 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from aijobs.jobs import service as job_service
 from aijobs.jobs import triage
 from aijobs.jobs.view import row_of, view
 from aijobs.tenants import audit
-from api.admin_auth import AdminDep
+from api.admin_auth import require_admin
 from api.deps import SessionDep
 from api.publisher import publish_run
 
-router = APIRouter(prefix="/admin/jobs", tags=["admin"])
+# Every route here is the admin API: the token check is the router's, not a route's.
+router = APIRouter(prefix="/admin/jobs", tags=["admin"], dependencies=[Depends(require_admin)])
 
 
 def actor(request: Request) -> str:
@@ -31,7 +32,6 @@ def _job(row: dict[str, Any], tenant: str) -> dict[str, Any]:
 
 @router.get("")
 def list_jobs(
-    _: AdminDep,
     session: SessionDep,
     status: str | None = None,
     error_code: str | None = None,
@@ -52,9 +52,11 @@ def list_jobs(
 
 
 class BulkRerun(BaseModel):
+    """At least one filter field must be sent; `status`, when not sent, is failed."""
+
     model_config = ConfigDict(extra="forbid")
 
-    status: str | None = "failed"
+    status: str | None = None
     error_code: str | None = None
     tenant: str | None = None
     model: str | None = None
@@ -65,15 +67,13 @@ class BulkRerun(BaseModel):
 
 
 @router.post("/rerun")
-def rerun_many(
-    body: BulkRerun, _: AdminDep, session: SessionDep, request: Request
-) -> dict[str, Any]:
+def rerun_many(body: BulkRerun, session: SessionDep, request: Request) -> dict[str, Any]:
     """Re-run every finished job the filter matches (capped), or with dry_run only count
     them. Answers how many were re-queued, answered at once (cache, a live identical
-    job) and skipped, and why."""
-    where = triage.JobFilter(
-        body.status, body.error_code, body.tenant, body.model, body.since, body.until
-    )
+    job) and skipped, and why. No filter at all is a 422, not "everything"."""
+    fields = set(triage.FILTER_FIELDS)
+    where = triage.bulk_filter(body.model_dump(include=fields, exclude_unset=True))
+    filters = {**body.model_dump(mode="json", include=fields), "status": where.status}
     ids = triage.select_for_rerun(session, where)
     filters = body.model_dump(mode="json", exclude={"dry_run", "ids_limit"})
     if body.dry_run:
@@ -97,19 +97,19 @@ def rerun_many(
 
 
 @router.get("/{job_id}")
-def get_job(job_id: str, _: AdminDep, session: SessionDep) -> dict[str, Any]:
+def get_job(job_id: str, session: SessionDep) -> dict[str, Any]:
     job = triage.get(session, job_id)
     return {**view(row_of(job)), "tenant_id": str(job.tenant_id)}
 
 
 @router.get("/{job_id}/attempts")
-def job_attempts(job_id: str, _: AdminDep, session: SessionDep) -> dict[str, Any]:
+def job_attempts(job_id: str, session: SessionDep) -> dict[str, Any]:
     return {"data": triage.attempts(session, job_id)}
 
 
 @router.post("/{job_id}/rerun", status_code=202)
 def rerun_job(
-    job_id: str, _: AdminDep, session: SessionDep, request: Request, response: Response
+    job_id: str, session: SessionDep, request: Request, response: Response
 ) -> dict[str, Any]:
     job = triage.get(session, job_id)
     triage.rerun(
@@ -126,7 +126,7 @@ def rerun_job(
 
 
 @router.post("/{job_id}/cancel")
-def cancel_job(job_id: str, _: AdminDep, session: SessionDep, request: Request) -> dict[str, Any]:
+def cancel_job(job_id: str, session: SessionDep, request: Request) -> dict[str, Any]:
     job = triage.get(session, job_id)
     cancelled = job_service.cancel(session, job.tenant_id, str(job.id))
     audit.record(session, "job.cancel", actor(request), job_id=str(job.id))

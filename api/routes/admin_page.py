@@ -1,6 +1,10 @@
 """/admin/: the admin web page. Failed jobs by error code, a job's attempts and webhook
 deliveries, re-runs (one, selected, or by filter after a dry-run count), webhook
-redelivery, tenants' spend and budgets, the audit log. Server-rendered, no script."""
+redelivery, tenants' spend and budgets, the audit log. Server-rendered, no script.
+
+Its checks are its routers', declared once: `entry` (the login) needs only the admin
+token to be configured, `pages` a login session, `forms` (every POST) a session and its
+CSRF token."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
@@ -29,7 +33,20 @@ from api.admin_session import CheckedFormDep, Form, FormDep, PageSessionDep
 from api.deps import SessionDep
 from api.publisher import publish_delivery, publish_run
 
-router = APIRouter(prefix="/admin", include_in_schema=False)
+# The way in: 404 while AIJOBS_ADMIN_TOKEN is unset, open otherwise (it is the login).
+entry = APIRouter(
+    prefix="/admin", include_in_schema=False, dependencies=[Depends(admin_session.admin_token)]
+)
+# What the page shows: a session, else 303 to the login.
+pages = APIRouter(
+    prefix="/admin",
+    include_in_schema=False,
+    dependencies=[Depends(admin_session.require_session)],
+)
+# What the page does (every POST but the login): a session and its CSRF token, else 403.
+forms = APIRouter(
+    prefix="/admin", include_in_schema=False, dependencies=[Depends(admin_session.checked_form)]
+)
 templates = Jinja2Templates(
     env=jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent.parent / "templates"),
@@ -117,20 +134,19 @@ def _filter(status: str | None, error_code: str | None, tenant: str | None) -> t
 # --- login ------------------------------------------------------------------------------
 
 
-@router.get("")
+@entry.get("")
 def admin_root() -> RedirectResponse:
-    admin_session.admin_token()  # 404 when the page is off
     return RedirectResponse("/admin/", status_code=307)
 
 
-@router.get("/login")
+@entry.get("/login")
 def login_form(request: Request) -> Response:
     if admin_session.current(request) is not None:
         return _see("/admin/")
     return _page(request, "login.html", {"error": ""})
 
 
-@router.post("/login")
+@entry.post("/login")
 def login(request: Request, form: FormDep) -> Response:
     if not admin_session.token_matches(_field(form, "token") or ""):
         return _page(request, "login.html", {"error": "Wrong admin token."}, status_code=401)
@@ -139,8 +155,8 @@ def login(request: Request, form: FormDep) -> Response:
     return response
 
 
-@router.post("/logout")
-def logout(_: CheckedFormDep) -> Response:
+@forms.post("/logout")
+def logout() -> Response:
     response = _see(admin_session.LOGIN_PATH)
     admin_session.end(response)
     return response
@@ -149,10 +165,9 @@ def logout(_: CheckedFormDep) -> Response:
 # --- failed jobs ------------------------------------------------------------------------
 
 
-@router.get("/")
+@pages.get("/")
 def failed_jobs(
     request: Request,
-    _: PageSessionDep,
     session: SessionDep,
     status: str = "failed",
     error_code: str = "",
@@ -186,7 +201,7 @@ def failed_jobs(
     )
 
 
-@router.post("/ui/rerun-selected")
+@forms.post("/ui/rerun-selected")
 def rerun_selected(
     request: Request, page: PageSessionDep, form: CheckedFormDep, session: SessionDep
 ) -> Response:
@@ -208,10 +223,9 @@ def rerun_selected(
     return _see(f"/admin/?notice=rerun-many&count={outcome.count}")
 
 
-@router.get("/ui/rerun")
+@pages.get("/ui/rerun")
 def rerun_preview(
     request: Request,
-    _: PageSessionDep,
     session: SessionDep,
     status: str = "",
     error_code: str = "",
@@ -250,7 +264,7 @@ def _preview(
     )
 
 
-@router.post("/ui/rerun")
+@forms.post("/ui/rerun")
 def rerun_by_filter(
     request: Request, page: PageSessionDep, form: CheckedFormDep, session: SessionDep
 ) -> Response:
@@ -278,8 +292,8 @@ def rerun_by_filter(
 # --- one job ----------------------------------------------------------------------------
 
 
-@router.get("/ui/jobs/{job_id}")
-def job_page(request: Request, _: PageSessionDep, session: SessionDep, job_id: str) -> Response:
+@pages.get("/ui/jobs/{job_id}")
+def job_page(request: Request, session: SessionDep, job_id: str) -> Response:
     try:
         job = triage.get(session, job_id)
     except NotFound as exc:
@@ -301,10 +315,8 @@ def _job_action(request: Request, job_id: str, error: AppError) -> Response:
     return _page(request, "error.html", {"error": error.detail, "job_id": job_id}, error.status)
 
 
-@router.post("/ui/jobs/{job_id}/rerun")
-def rerun_job(
-    request: Request, page: PageSessionDep, _: CheckedFormDep, session: SessionDep, job_id: str
-) -> Response:
+@forms.post("/ui/jobs/{job_id}/rerun")
+def rerun_job(request: Request, page: PageSessionDep, session: SessionDep, job_id: str) -> Response:
     try:
         job = triage.get(session, job_id)
     except NotFound as exc:
@@ -324,10 +336,8 @@ def rerun_job(
     return _see(f"/admin/ui/jobs/{job.id}?notice={notice}")
 
 
-@router.post("/ui/jobs/{job_id}/webhook/redeliver")
-def redeliver(
-    request: Request, page: PageSessionDep, _: CheckedFormDep, session: SessionDep, job_id: str
-) -> Response:
+@forms.post("/ui/jobs/{job_id}/webhook/redeliver")
+def redeliver(request: Request, page: PageSessionDep, session: SessionDep, job_id: str) -> Response:
     try:
         redelivered = webhook_service.redeliver(session, job_id)
     except AppError as exc:
@@ -346,8 +356,8 @@ def _spend(session: SessionDep, tenant_id: uuid.UUID, start: Any, end: Any) -> s
     return str(line.total.as_json()["cost_usd"])
 
 
-@router.get("/ui/tenants")
-def tenants_page(request: Request, _: PageSessionDep, session: SessionDep) -> Response:
+@pages.get("/ui/tenants")
+def tenants_page(request: Request, session: SessionDep) -> Response:
     today, month = budget.periods()
     tomorrow = today + timedelta(days=1)
     rows = []
@@ -367,6 +377,13 @@ def tenants_page(request: Request, _: PageSessionDep, session: SessionDep) -> Re
     return _page(request, "tenants.html", {"tenants": rows})
 
 
-@router.get("/ui/audit")
-def audit_page(request: Request, _: PageSessionDep, session: SessionDep) -> Response:
+@pages.get("/ui/audit")
+def audit_page(request: Request, session: SessionDep) -> Response:
     return _page(request, "audit.html", {"audit": audit.recent(session, 200)})
+
+
+# One router for the app to include: the three above, each with its own checks.
+router = APIRouter()
+router.include_router(entry)
+router.include_router(pages)
+router.include_router(forms)

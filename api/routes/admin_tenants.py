@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
@@ -14,11 +14,12 @@ from aijobs.billing import budget
 from aijobs.models import ApiKey, Tenant
 from aijobs.tenants import audit
 from aijobs.tenants.service import create_key, keys_of, revoke_key, tenant_by_ref, update_limits
-from api.admin_auth import AdminDep
+from api.admin_auth import require_admin
 from api.deps import SessionDep, forget_cached_keys
 from api.routes.admin_jobs import actor
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+# Every route here is the admin API: the token check is the router's, not a route's.
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
 
 class Limits(BaseModel):
@@ -55,15 +56,13 @@ def _tenant(session: SessionDep, tenant: Tenant) -> dict[str, Any]:
 
 
 @router.get("/tenants")
-def list_tenants(_: AdminDep, session: SessionDep) -> dict[str, Any]:
+def list_tenants(session: SessionDep) -> dict[str, Any]:
     tenants = session.scalars(select(Tenant).order_by(Tenant.name))
     return {"data": [_tenant(session, tenant) for tenant in tenants]}
 
 
 @router.post("/tenants", status_code=201)
-def create_tenant(
-    body: NewTenant, _: AdminDep, session: SessionDep, request: Request
-) -> dict[str, Any]:
+def create_tenant(body: NewTenant, session: SessionDep, request: Request) -> dict[str, Any]:
     """Creates the tenant (or adds a key to an existing one); the key is shown once."""
     issued = create_key(
         session,
@@ -82,14 +81,12 @@ def create_tenant(
 
 
 @router.get("/tenants/{ref}")
-def get_tenant(ref: str, _: AdminDep, session: SessionDep) -> dict[str, Any]:
+def get_tenant(ref: str, session: SessionDep) -> dict[str, Any]:
     return _tenant(session, tenant_by_ref(session, ref))
 
 
 @router.patch("/tenants/{ref}")
-def patch_tenant(
-    ref: str, body: Limits, _: AdminDep, session: SessionDep, request: Request
-) -> dict[str, Any]:
+def patch_tenant(ref: str, body: Limits, session: SessionDep, request: Request) -> dict[str, Any]:
     """Only the fields sent change; null clears a limit."""
     tenant = tenant_by_ref(session, ref)
     changes = body.model_dump(exclude_unset=True)
@@ -105,7 +102,7 @@ def patch_tenant(
 
 
 @router.post("/tenants/{ref}/keys", status_code=201)
-def add_key(ref: str, _: AdminDep, session: SessionDep, request: Request) -> dict[str, Any]:
+def add_key(ref: str, session: SessionDep, request: Request) -> dict[str, Any]:
     tenant = tenant_by_ref(session, ref)
     issued = create_key(session, tenant.name)
     audit.record(session, "key.create", actor(request), tenant=tenant.name)
@@ -113,9 +110,7 @@ def add_key(ref: str, _: AdminDep, session: SessionDep, request: Request) -> dic
 
 
 @router.post("/tenants/{ref}/keys/{key_id}/revoke")
-def revoke(
-    ref: str, key_id: str, _: AdminDep, session: SessionDep, request: Request
-) -> dict[str, Any]:
+def revoke(ref: str, key_id: str, session: SessionDep, request: Request) -> dict[str, Any]:
     """A revoked key stops working at once on this API process, within seconds on others
     (they cache verified keys for 5 s)."""
     tenant = tenant_by_ref(session, ref)
@@ -127,6 +122,6 @@ def revoke(
 
 @router.get("/audit")
 def audit_log(
-    _: AdminDep, session: SessionDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    session: SessionDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> dict[str, Any]:
     return {"data": audit.recent(session, limit)}

@@ -18,7 +18,8 @@ from aijobs.jobs import submission
 from aijobs.jobs.schemas import JobRequest
 from aijobs.jobs.transitions import TERMINAL
 from aijobs.jobs.view import view
-from api.deps import SessionDep, TenantDep
+from api import rate_limit
+from api.deps import AuthedTenantDep, SessionDep, TenantDep
 from api.publisher import publish_run
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -29,7 +30,7 @@ MAX_WAIT_S = 30.0
 @router.post("", status_code=202, response_model=None)
 def submit_job(
     body: JobRequest,
-    tenant: TenantDep,
+    tenant: AuthedTenantDep,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
     ] = None,
@@ -37,16 +38,28 @@ def submit_job(
     """202 for every accepted request, so clients keep one code path: a cache hit is
     already succeeded, a repeated Idempotency-Key returns the job it made first.
 
-    The hot route: its unit of work is opened here, in its one thread-pool hop, and
-    the job view (JSON-ready already) is sent as is, without FastAPI's re-encoding."""
-    with session_scope() as session:
-        submitted = submission.submit(
-            session,
-            tenant.id,
-            body,
-            idempotency_key=idempotency_key,
-            budgeted=tenant.daily_budget_usd is not None or tenant.monthly_budget_usd is not None,
-        )
+    A replay is answered first: neither the rate limit, the budget nor the price table
+    may refuse the job a key already made. Only then does the request count against
+    the tenant's rpm (submissions only). The hot route: each unit of work is opened
+    here, in its one thread-pool hop, and the job view (JSON-ready already) is sent as
+    is, without FastAPI's re-encoding."""
+    submitted = None
+    if idempotency_key is not None:
+        with session_scope() as session:
+            submitted = submission.replay(session, tenant.id, idempotency_key, body)
+    if submitted is None:
+        if tenant.rpm:
+            rate_limit.check_submissions(tenant.id, tenant.rpm)
+        with session_scope() as session:
+            submitted = submission.submit(
+                session,
+                tenant.id,
+                body,
+                idempotency_key=idempotency_key,
+                refuse_unconfigured=True,
+                budgeted=tenant.daily_budget_usd is not None
+                or tenant.monthly_budget_usd is not None,
+            )
     # Committed: enqueue only what is durable.
     job_id = submitted.row["id"]
     if submitted.publish:

@@ -184,3 +184,21 @@ def test_tenants_budgets_rpm_and_keys(live: Stack, admin: httpx.Client) -> None:
     assert admin.get("/admin/tenants/no-such-tenant").status_code == 404
     actions = [entry["action"] for entry in admin.get("/admin/audit").json()["data"]]
     assert {"tenant.create", "tenant.update", "key.create", "key.revoke"} <= set(actions)
+
+
+def test_a_bulk_rerun_needs_a_filter(client: Client, admin: httpx.Client) -> None:
+    failed = _failed_job(client, unique("[status:400] stays failed"))
+    for body in ({}, {"dry_run": True}, {"status": None}, {"ids_limit": 5}):
+        response = admin.post("/admin/jobs/rerun", json=body)
+        assert response.status_code == 422, (body, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["code"] == "invalid_request"
+        assert "needs at least one filter" in response.json()["detail"]
+    # Nothing was re-queued, and nothing was written to the audit log.
+    job = client.http.get(f"/v1/jobs/{failed['id']}").json()
+    assert (job["status"], job["attempts"]) == ("failed", failed["attempts"])
+    log = admin.get("/admin/audit").json()["data"]
+    assert not any(failed["id"] in entry["detail"].get("ids", []) for entry in log)
+    # One filter is enough; status, when not sent, is failed.
+    dry = admin.post("/admin/jobs/rerun", json={"tenant": client.tenant, "dry_run": True})
+    assert dry.status_code == 200 and dry.json()["ids"] == [failed["id"]]

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from tests.conftest import Services
+from tests.conftest import Client, Services
 from tests.helpers import chat, unique
 from tests.stack import AIJOBS, Stack, child_env
 
@@ -73,3 +73,22 @@ def test_worker_refuses_a_concurrency_below_one(services: Services) -> None:
         )
         assert result.returncode == 2, result.stderr
         assert "must be at least 1" in result.stderr
+
+
+def test_rerun_without_a_selector_says_so_and_does_nothing(
+    services: Services, client: Client, db: psycopg.Connection[Any]
+) -> None:
+    done = client.wait(client.submit(chat(unique("[status:400] cli keeps it failed"))).json()["id"])
+    assert done["status"] == "failed"
+    env = child_env(services.database_url, services.redis_url)
+    for extra in ([], ["--dry-run"]):
+        result = subprocess.run([*AIJOBS, "rerun", *extra], env=env, capture_output=True, text=True)
+        assert result.returncode == 2, result
+        assert "rerun needs --job ID or at least one filter" in result.stderr
+        assert result.stdout == ""
+    row = db.execute("SELECT status, attempts FROM jobs WHERE id = %s", (done["id"],)).fetchone()
+    assert row == ("failed", done["attempts"])
+    audited = db.execute(
+        "SELECT count(*) FROM admin_audit WHERE detail::text LIKE %s", (f"%{done['id']}%",)
+    ).fetchone()
+    assert audited == (0,)

@@ -1,0 +1,1 @@
+"""Tests of the HTTP edge: the order of the submit checks, rate limits, configured providers."""
