@@ -12,7 +12,6 @@ from sqlalchemy.exc import OperationalError
 
 from aijobs.logs import JsonFormatter
 
-
 PROMPT = "my " + "secret prompt"  # not in any source line the traceback shows
 
 
