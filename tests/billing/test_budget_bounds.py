@@ -185,6 +185,23 @@ def test_a_budget_set_mid_day_counts_the_days_spend(
     assert _counters(db, client.tenant)[:2] == (spent, 0)
 
 
+def test_keys_create_with_a_budget_counts_the_days_spend(
+    make_client: Callable[..., Client], db: psycopg.Connection[Any]
+) -> None:
+    """`aijobs keys create --tenant T --daily-budget USD` for a tenant that spent today."""
+    from aijobs.db import session_scope
+    from aijobs.tenants.service import create_key
+
+    client = make_client()
+    done = client.wait(client.submit(chat(unique("[long:5000] spent"))).json()["id"])
+    assert done["status"] == "succeeded"
+    with session_scope() as session:
+        create_key(session, client.tenant, daily_budget=Decimal("1"), monthly_budget=Decimal("2"))
+    day_spent, day_reserved, month_spent, month_reserved, _ = _counters(db, client.tenant)
+    assert day_spent == month_spent == Decimal(done["cost_usd"]) > 0
+    assert day_reserved == month_reserved == 0
+
+
 class _Shifted(datetime):
     """This process's clock, 400 days ahead of the database's."""
 
