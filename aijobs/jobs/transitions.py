@@ -147,7 +147,8 @@ _CLAIM = text(
         WHERE id = :id AND status = 'queued' AND leader_id IS NULL
           AND coalesce(next_attempt_at, now()) <= now()
         RETURNING id, tenant_id, current_model, request, timeout_s, max_attempts, attempts,
-                  model_attempts, coalesce((reserve_usd ->> current_model)::numeric, 0) AS reserve
+                  model_attempts, coalesce((reserve_usd ->> current_model)::numeric, 0) AS reserve,
+                  started_at = now() AS first_start
     ), limits AS (
         SELECT t.daily_budget_usd AS daily, t.monthly_budget_usd AS monthly
         FROM tenants t JOIN claimed k ON t.id = k.tenant_id
@@ -188,7 +189,8 @@ _CLAIM = text(
            k.model_attempts, k.reserve, EXISTS (SELECT 1 FROM allowed),
            EXISTS (SELECT 1 FROM budget),
            CASE WHEN EXISTS (SELECT 1 FROM allowed) THEN true
-                ELSE coalesce((SELECT fits FROM alone), false) END
+                ELSE coalesce((SELECT fits FROM alone), false) END,
+           k.first_start
     FROM claimed k
     """
 )
@@ -217,7 +219,7 @@ _WAIT_FOR_BUDGET = text(
     )
     UPDATE jobs j SET status = 'queued', attempts = j.attempts - 1,
            model_attempts = j.model_attempts - 1, lease_owner = NULL, lease_expires_at = NULL,
-           enqueued_at = now(),
+           enqueued_at = now(), started_at = CASE WHEN :first_start THEN NULL ELSE j.started_at END,
            next_attempt_at = CASE WHEN coalesce(r.fits, true) THEN NULL ELSE {BUDGET_WAIT} END
     FROM (SELECT 1) AS one LEFT JOIN room r ON true
     WHERE j.id = :id AND j.status = 'running' AND j.lease_owner = :owner
@@ -407,6 +409,7 @@ class OverReserved:
     tenant_id: uuid.UUID
     attempt_no: int
     reserved_usd: Decimal
+    first_start: bool  # the claim set started_at: no call has started, so it is cleared
 
 
 def claim(
@@ -432,9 +435,10 @@ def claim(
         allowed,
         held,
         fits_alone,
+        first_start,
     ) = row
     if not allowed and model_attempt_no <= max_attempts and fits_alone:
-        return OverReserved(job_id, tenant_id, attempt_no, Decimal(reserved))
+        return OverReserved(job_id, tenant_id, attempt_no, Decimal(reserved), bool(first_start))
     if not allowed:
         if model_attempt_no > max_attempts:
             code = "internal"
@@ -475,6 +479,7 @@ def wait_for_budget(conn: Connection, job: OverReserved, owner: str) -> bool | N
         "attempt_no": job.attempt_no,
         "tenant_id": job.tenant_id,
         "reserve": job.reserved_usd,
+        "first_start": job.first_start,
     }
     row = conn.execute(_WAIT_FOR_BUDGET, params).first()
     return None if row is None else bool(row[0])

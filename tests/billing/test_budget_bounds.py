@@ -262,11 +262,11 @@ def test_a_call_waiting_for_reservations_runs_when_they_settle(
 
     def parked() -> bool:
         row = db.execute(
-            "SELECT status, attempts, next_attempt_at > now() + interval '1 year' FROM jobs"
-            " WHERE id = %s",
+            "SELECT status, attempts, next_attempt_at > now() + interval '1 year',"
+            " started_at IS NULL FROM jobs WHERE id = %s",
             (second["id"],),
         ).fetchone()
-        return row == ("queued", 0, True)
+        return row == ("queued", 0, True, True)
 
     wait_until(parked, what="the second job waiting for budget")
     assert fake_openai.count(waiting) == 0
