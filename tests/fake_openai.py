@@ -15,6 +15,14 @@ last user message (and by model), and injects faults written into that message:
   [trickle:1]   send the answer's headers, then its body one byte a second (each read
                 is quick, the whole answer takes minutes)
   [numbered]    the reply says which call with this message it answers ("call 2: ...")
+  [long:40000]  report 40,000 output tokens, or, when the request caps the output
+                (max_tokens, max_completion_tokens), at most the cap with finish_reason
+                "length" (Anthropic: stop_reason "max_tokens")
+  [bytes]       report input tokens as the UTF-8 bytes of the messages, the system text
+                and the tools or response_format JSON (one token a byte, plus
+                Anthropic's tool-use prompt): a worst-case tokenizer
+Each call's output cap is kept in `caps` (by message): {"max_tokens": N} or
+{"max_completion_tokens": N}, or {} when the request sent none.
 """
 
 from __future__ import annotations
@@ -33,12 +41,27 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024  # hundreds of calls connect at once in the load tests
 
 
-DIRECTIVES = "fail|status|429|sleep|reply|down|storm|broken|nul|trickle|numbered"
+DIRECTIVES = "fail|status|429|sleep|reply|down|storm|broken|nul|trickle|numbered|long|bytes"
 DIRECTIVE = re.compile(rf"\[({DIRECTIVES}):?([^\]]*)\]")
+CAP_FIELDS = ("max_tokens", "max_completion_tokens")
+# Anthropic's system prompt for tool use (a forced tool, Claude 4 models).
+TOOL_USE_PROMPT_TOKENS = 346
 
 
 def words(text: str) -> int:
     return max(1, len(text.split()))
+
+
+def _bytes(value: Any) -> int:
+    return len((value if isinstance(value, str) else json.dumps(value)).encode())
+
+
+def output_tokens(directives: dict[str, str], reply: str, cap: int | None) -> tuple[int, bool]:
+    """(tokens, capped): [long:N] answers N tokens unless the cap is lower."""
+    tokens = int(directives["long"]) if "long" in directives else words(reply)
+    if cap is not None and tokens > cap:
+        return cap, True
+    return tokens, False
 
 
 class FakeOpenAI:
@@ -48,6 +71,7 @@ class FakeOpenAI:
         self.in_flight: Counter[str] = Counter()
         self.max_in_flight: Counter[str] = Counter()
         self.call_times: dict[str, list[float]] = {}
+        self.caps: dict[str, list[dict[str, int]]] = {}
         self._lock = threading.Lock()
         self.server = _Server(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -76,8 +100,15 @@ class FakeOpenAI:
         with self._lock:
             return self.model_calls[(key, model)]
 
-    def _record(self, key: str, model: str) -> int:
+    def caps_seen(self, key: str) -> list[dict[str, int]]:
         with self._lock:
+            return list(self.caps.get(key, []))
+
+    def _record(self, key: str, model: str, payload: dict[str, Any] | None = None) -> int:
+        with self._lock:
+            if payload is not None:
+                cap = {name: payload[name] for name in CAP_FIELDS if name in payload}
+                self.caps.setdefault(key, []).append(cap)
             self.calls[key] += 1
             self.model_calls[(key, model)] += 1
             self.call_times.setdefault(key, []).append(time.monotonic())
@@ -169,10 +200,11 @@ class FakeOpenAI:
                 messages = payload.get("messages", [])
                 users = [m["content"] for m in messages if m.get("role") == "user"]
                 key = users[-1] if users else ""
-                n = fake._record(key, payload.get("model", ""))
+                n = fake._record(key, payload.get("model", ""), payload)
                 if self._fault(key, n, payload.get("model", "")):
                     return
                 directives = dict(DIRECTIVE.findall(key))
+                cap = payload.get("max_completion_tokens", payload.get("max_tokens"))
                 replies = [arg for name, arg in DIRECTIVE.findall(key) if name == "reply"]
                 reply = replies[0] if replies else f"echo: {key}"
                 if "nul" in directives:
@@ -180,6 +212,12 @@ class FakeOpenAI:
                 if "numbered" in directives:
                     reply = f"call {n}: {reply}"
                 prompt = sum(words(m["content"]) for m in messages)
+                if "bytes" in directives:
+                    prompt = sum(_bytes(m["content"]) for m in messages)
+                    prompt += (
+                        _bytes(payload["response_format"]) if "response_format" in payload else 0
+                    )
+                completion, capped = output_tokens(directives, reply, cap)
                 broken = "broken" in directives
                 message: dict[str, Any] | None = {"role": "assistant", "content": reply}
                 self._send(
@@ -193,13 +231,13 @@ class FakeOpenAI:
                             {
                                 "index": 0,
                                 "message": None if broken else message,
-                                "finish_reason": "stop",
+                                "finish_reason": "length" if capped else "stop",
                             }
                         ],
                         "usage": {
                             "prompt_tokens": prompt,
-                            "completion_tokens": words(reply),
-                            "total_tokens": prompt + words(reply),
+                            "completion_tokens": completion,
+                            "total_tokens": prompt + completion,
                         },
                     },
                     {},
@@ -234,9 +272,10 @@ class FakeOpenAI:
                 users = [m["content"] for m in messages if m.get("role") == "user"]
                 key = users[-1] if users else ""
                 model = payload.get("model", "")
-                n = fake._record(key, model)
+                n = fake._record(key, model, payload)
                 if self._fault(key, n, model):
                     return
+                directives = dict(DIRECTIVE.findall(key))
                 replies = [arg for name, arg in DIRECTIVE.findall(key) if name == "reply"]
                 reply = replies[0] if replies else f"echo: {key}"
                 content: list[dict[str, Any]]
@@ -255,6 +294,13 @@ class FakeOpenAI:
                 system = payload.get("system")
                 prompt = sum(words(m["content"]) for m in messages)
                 prompt += words(system) if system else 0
+                if "bytes" in directives:
+                    prompt = sum(_bytes(m["content"]) for m in messages) + _bytes(system or "")
+                    if payload.get("tools"):
+                        prompt += _bytes(payload["tools"]) + _bytes(payload["tool_choice"])
+                        prompt += TOOL_USE_PROMPT_TOKENS
+                completion, capped = output_tokens(directives, reply, payload.get("max_tokens"))
+                stop_reason = "tool_use" if payload.get("tools") else "end_turn"
                 self._send(
                     200,
                     {
@@ -263,9 +309,9 @@ class FakeOpenAI:
                         "role": "assistant",
                         "model": model,
                         "content": content,
-                        "stop_reason": "tool_use" if payload.get("tools") else "end_turn",
+                        "stop_reason": "max_tokens" if capped else stop_reason,
                         "stop_sequence": None,
-                        "usage": {"input_tokens": prompt, "output_tokens": words(reply)},
+                        "usage": {"input_tokens": prompt, "output_tokens": completion},
                     },
                     {},
                 )

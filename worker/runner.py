@@ -4,6 +4,11 @@ Each run makes at most one provider call. A retry goes back to queued with a due
 time in Postgres, so waiting never holds a worker slot. Attempts run on the worker's
 call loop (worker/call_loop.py): the claim and the settle on its database threads,
 the provider call awaited in between.
+
+A call that fits its tenant's budget alone but not beside the reservations of calls in
+flight is not made yet: its job goes back to queued, waiting for budget (no attempt
+counted), and the settle of a call that held a reservation wakes the tenant's waiting
+jobs that fit now (the sweeper also checks them on every pass).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aijobs import metrics, sentry
-from aijobs.billing import budget
+from aijobs.broker import QUEUE, RUN_JOB_TASK
 from aijobs.db import autocommit
 from aijobs.jobs import transitions
 from aijobs.jobs.schemas import JobRequest
@@ -81,7 +86,8 @@ class Started:
 
 def claim(job_id: uuid.UUID, owner: str) -> Started | str:
     """Take the job for one call (after its model's in-flight cap, if it has one); what
-    happened instead when there is nothing to call: skipped | deferred | failed."""
+    happened instead when there is nothing to call: skipped | deferred | failed |
+    waiting (for budget)."""
     cap_slot = None
     if inflight.caps() or get_settings().model_inflight_cap:
         with autocommit() as conn:
@@ -118,9 +124,11 @@ async def complete(started: Started, owner: str) -> str:
     try:
         with sentry.job_scope(**tags):
             completion, parsed, error, latency_ms = await _call(job)
-        return await asyncio.to_thread(
+        outcome = await asyncio.to_thread(
             settle.record, job, owner, completion, parsed, error, latency_ms
         )
+        await asyncio.to_thread(wake_budget_waiters, job)
+        return outcome
     except Exception:
         # Nothing could be recorded: the caller stops renewing the lease, which lapses,
         # and the sweeper charges the call at its reservation and re-queues the job.
@@ -132,19 +140,51 @@ async def complete(started: Started, owner: str) -> str:
                 await asyncio.to_thread(inflight.release, *started.cap_slot)
 
 
+# Claim rounds when a call waiting for budget finds the room freed meanwhile.
+CLAIM_ROUNDS = 3
+
+
 def _claim(job_id: uuid.UUID, owner: str) -> transitions.Claimed | str:
-    """The claim statement; what happened instead when there is nothing to call."""
-    today, month = budget.periods()
+    """The claim statement; what happened instead when there is nothing to call:
+    skipped | failed | waiting (for other calls' reservations to settle)."""
+    lease_s = get_settings().lease_s
     with autocommit() as conn:
-        job = transitions.claim(
-            conn, job_id, owner, get_settings().lease_s, today=today, month=month
-        )
-        if isinstance(job, transitions.Refused):
-            metrics.JOBS_FINISHED.labels("failed", job.code).inc()
-            if job.code == "budget_exceeded":
-                metrics.BUDGET_REJECTIONS.labels("worker").inc()
-            if job.followers:
-                transitions.finish_followers(conn, job_id)
-            log.info("job %s: refused (%s)", job_id, job.code)
-            return "failed"
-    return "skipped" if job is None else job
+        for _ in range(CLAIM_ROUNDS):
+            job = transitions.claim(conn, job_id, owner, lease_s)
+            if isinstance(job, transitions.OverReserved):
+                waiting = transitions.wait_for_budget(conn, job, owner)
+                if waiting is None:
+                    return "skipped"
+                if waiting:
+                    log.info("job %s: waits for the tenant's reservations to settle", job_id)
+                    return "waiting"
+                continue  # room was freed since the claim: claim again
+            if isinstance(job, transitions.Refused):
+                metrics.JOBS_FINISHED.labels("failed", job.code).inc()
+                if job.code == "budget_exceeded":
+                    metrics.BUDGET_REJECTIONS.labels("worker").inc()
+                if job.followers:
+                    transitions.finish_followers(conn, job_id)
+                log.info("job %s: refused (%s)", job_id, job.code)
+                return "failed"
+            return "skipped" if job is None else job
+    # Queued and due: the sweeper publishes it again if no message does.
+    return "skipped"
+
+
+def wake_budget_waiters(job: transitions.Claimed) -> None:
+    """After the settle of a call that held a reservation: the tenant's jobs waiting for
+    budget that fit now are made due and published. Never raises (the sweeper wakes
+    them too)."""
+    if not job.budget_held:
+        return
+    try:
+        with autocommit() as conn:
+            woken = transitions.wake_budget_waiters(conn, job.tenant_id)
+        if woken:
+            from worker.celery_app import app  # the worker's app (it imports this module)
+
+            for job_id in woken:
+                app.send_task(RUN_JOB_TASK, args=[str(job_id)], queue=QUEUE, retry=False)
+    except Exception:
+        log.warning("job %s: waiting jobs left to the sweeper", job.id, exc_info=True)

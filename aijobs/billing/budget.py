@@ -1,6 +1,7 @@
-"""Budgets: what a call may cost at most, the UTC periods, and the check at submit.
+"""Budgets: what a call may cost at most, the UTC periods (by the database's clock), the
+check at submit, and the counters recounted from the ledger when a budget is set.
 
-The reservation itself is part of the worker's claim (aijobs/execution.py): one
+The reservation itself is part of the worker's claim (aijobs/jobs/transitions.py): one
 statement that checks the tenant's counters and adds the reservation together, so
 concurrent calls on any number of workers cannot overshoot a limit.
 """
@@ -15,15 +16,19 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from aijobs.billing.call_bounds import input_token_bound, output_cap
 from aijobs.billing.pricing import price_for
 from aijobs.errors import AppError
 from aijobs.jobs.schemas import JobRequest
 from aijobs.metrics import BUDGET_REJECTIONS
 from aijobs.money import usd
 
-# Chat templates add a few tokens per message and per reply.
-TOKENS_PER_MESSAGE = 8
-TOKENS_PER_REQUEST = 16
+# The budget periods, from the database's clock: every worker and API process agrees on
+# them whatever its own clock says. (A transaction's now() is its start time.)
+TODAY = "(now() AT TIME ZONE 'utc')::date"
+MONTH = "date_trunc('month', now() AT TIME ZONE 'utc')::date"
+_DAY_START = "date_trunc('day', now() AT TIME ZONE 'utc') AT TIME ZONE 'utc'"
+_MONTH_START = "date_trunc('month', now() AT TIME ZONE 'utc') AT TIME ZONE 'utc'"
 
 
 class BudgetExceeded(AppError):
@@ -32,27 +37,9 @@ class BudgetExceeded(AppError):
     title = "Budget exceeded"
 
 
-def input_token_bound(request: JobRequest) -> int:
-    """A conservative bound on input tokens: a token covers at least one UTF-8 byte."""
-    if request.messages is not None:
-        texts = [message.content for message in request.messages]
-    elif isinstance(request.input, list):
-        texts = request.input
-    else:
-        texts = [request.input or ""]
-    size = sum(len(item.encode()) for item in texts)
-    return size + TOKENS_PER_MESSAGE * len(texts) + TOKENS_PER_REQUEST
-
-
 def max_call_cost(request: JobRequest, model: str) -> Decimal:
-    """Input bound plus max_tokens (or the model's output cap) at list price."""
-    price = price_for(model)
-    output = price.max_output_tokens
-    if request.params.max_tokens is not None and price.max_output_tokens:
-        output = min(request.params.max_tokens, price.max_output_tokens)
-    if request.task == "embed":
-        output = 0
-    return price.cost(input_token_bound(request), output)
+    """The input bound plus the output cap the call is sent, at list price."""
+    return price_for(model).cost(input_token_bound(request, model), output_cap(request, model))
 
 
 def reservations(request: JobRequest) -> dict[str, str]:
@@ -61,7 +48,8 @@ def reservations(request: JobRequest) -> dict[str, str]:
 
 
 def periods(now: datetime | None = None) -> tuple[date, date]:
-    """The current UTC day and month (its first day)."""
+    """The current UTC day and month (its first day) by this process's clock: for
+    reports only; budgets count by the database's clock (TODAY, MONTH)."""
     current = (now or datetime.now(UTC)).astimezone(UTC)
     return current.date(), current.date().replace(day=1)
 
@@ -91,11 +79,11 @@ class PeriodState:
 
 
 _STATE = text(
-    """
+    f"""
     SELECT t.daily_budget_usd, t.monthly_budget_usd,
-           CASE WHEN c.day = :today THEN c.day_spent ELSE 0 END,
+           CASE WHEN c.day = {TODAY} THEN c.day_spent ELSE 0 END,
            coalesce(c.day_reserved, 0),
-           CASE WHEN c.month = :month THEN c.month_spent ELSE 0 END,
+           CASE WHEN c.month = {MONTH} THEN c.month_spent ELSE 0 END,
            coalesce(c.month_reserved, 0)
     FROM tenants t LEFT JOIN budget_counters c ON c.tenant_id = t.id
     WHERE t.id = :tenant_id
@@ -103,12 +91,9 @@ _STATE = text(
 )
 
 
-def state(
-    conn: Connection, tenant_id: uuid.UUID, now: datetime | None = None
-) -> tuple[PeriodState, PeriodState]:
+def state(conn: Connection, tenant_id: uuid.UUID) -> tuple[PeriodState, PeriodState]:
     """(daily, monthly) as the counters the reservations use see them."""
-    today, month = periods(now)
-    row = conn.execute(_STATE, {"tenant_id": tenant_id, "today": today, "month": month}).one()
+    row = conn.execute(_STATE, {"tenant_id": tenant_id}).one()
     daily_limit, monthly_limit, day_spent, day_reserved, month_spent, month_reserved = row
     return (
         PeriodState(daily_limit, Decimal(day_spent or 0), Decimal(day_reserved)),
@@ -125,3 +110,61 @@ def refuse_if_over(conn: Connection, tenant_id: uuid.UUID) -> None:
                 f"the {name} budget of {usd(period.limit)} USD is spent",
                 extra={"budget": period.as_json()},
             )
+
+
+# Recounting a tenant's counters from the ledger (the attempts), when its budget is set
+# or changed: a budget set in the middle of a day counts what that day already spent.
+# Run in the transaction that changes the limits, in this order: the counters row is
+# locked first (claims and settles of held calls wait for the commit); calls in flight
+# that hold no reservation (claimed while the tenant had no budget) are made to hold
+# one, so their settle adds their cost and releases it; then spent is the ledger's sum
+# of settled calls in the period, and reserved the reservations of calls in flight.
+_ENSURE_COUNTERS = text(
+    f"""
+    INSERT INTO budget_counters (tenant_id, day, day_spent, day_reserved, month,
+                                 month_spent, month_reserved)
+    VALUES (:tenant_id, {TODAY}, 0, 0, {MONTH}, 0, 0)
+    ON CONFLICT (tenant_id) DO NOTHING
+    """
+)
+_LOCK_COUNTERS = text("SELECT 1 FROM budget_counters WHERE tenant_id = :tenant_id FOR UPDATE")
+_HOLD_IN_FLIGHT = text(
+    """
+    UPDATE attempts SET budget_held = true
+    WHERE tenant_id = :tenant_id AND outcome = 'started' AND NOT budget_held
+    """
+)
+_RECOUNT = text(
+    f"""
+    WITH ledger AS (
+        SELECT coalesce(sum(cost_usd) FILTER (WHERE outcome <> 'started'
+                                                AND started_at >= {_DAY_START}), 0) AS day,
+               coalesce(sum(cost_usd) FILTER (WHERE outcome <> 'started'), 0) AS month,
+               coalesce(sum(reserved_usd) FILTER (WHERE outcome = 'started'
+                                                    AND budget_held), 0) AS held
+        FROM attempts
+        WHERE tenant_id = :tenant_id
+          AND (started_at >= {_MONTH_START} OR outcome = 'started')
+    )
+    UPDATE budget_counters c SET day = {TODAY}, month = {MONTH},
+           day_spent = l.day, month_spent = l.month,
+           day_reserved = l.held, month_reserved = l.held
+    FROM ledger l
+    WHERE c.tenant_id = :tenant_id
+    """
+)
+
+
+def ensure_counters(conn: Connection, tenant_id: uuid.UUID) -> None:
+    """Every tenant has its counters row: reservations update it, never create it."""
+    conn.execute(_ENSURE_COUNTERS, {"tenant_id": tenant_id})
+
+
+def recount(conn: Connection, tenant_id: uuid.UUID) -> None:
+    """Set the tenant's counters from the ledger of the current UTC day and month (in
+    the transaction that set its budget)."""
+    params = {"tenant_id": tenant_id}
+    ensure_counters(conn, tenant_id)
+    conn.execute(_LOCK_COUNTERS, params)
+    conn.execute(_HOLD_IN_FLIGHT, params)
+    conn.execute(_RECOUNT, params)

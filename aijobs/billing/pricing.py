@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -15,6 +16,14 @@ from aijobs.settings import get_settings
 
 PROVIDERS = ("openai", "anthropic", "sim")
 MILLION = Decimal(1_000_000)
+# OpenAI's reasoning models (o1, o3, o4-mini, ...) and the gpt-5 family refuse
+# `max_tokens`: their output cap is `max_completion_tokens`.
+_COMPLETION_TOKENS_MODELS = re.compile(r"openai/(o\d|gpt-5)")
+
+
+def default_cap_param(model: str) -> str:
+    """The request field that carries a model's output cap, unless its price entry says."""
+    return "max_completion_tokens" if _COMPLETION_TOKENS_MODELS.match(model) else "max_tokens"
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,7 @@ class ModelPrice:
     input_per_m: Decimal
     output_per_m: Decimal
     max_output_tokens: int
+    cap_param: str = "max_tokens"  # the request field that carries the output cap
 
     def cost(self, input_tokens: int, output_tokens: int) -> Decimal:
         return (input_tokens * self.input_per_m + output_tokens * self.output_per_m) / MILLION
@@ -38,6 +48,7 @@ def _parse(models: dict[str, Any]) -> dict[str, ModelPrice]:
             input_per_m=Decimal(str(entry["input"])),
             output_per_m=Decimal(str(entry.get("output", "0"))),
             max_output_tokens=int(entry.get("max_output_tokens", 4096)),
+            cap_param=str(entry.get("cap_param") or default_cap_param(name)),
         )
     return table
 

@@ -30,6 +30,8 @@ def due_for_publish(
     - running jobs whose worker stopped renewing its lease go back to queued;
     - followers whose leader ended without passing its outcome on;
     - retries whose due time has come;
+    - jobs waiting for budget that fit now (room freed by lost calls released above, a
+      raised budget, a new day), or that can never fit (their claim fails them);
     - queued jobs not claimed for longer than stale_s: as many as the broker holds
       fewer messages than there are such jobs (a restart or FLUSHDB lost them), and
       at least `trickle` whatever its length (a long queue can miss one too).
@@ -42,6 +44,7 @@ def due_for_publish(
     ids = transitions.requeue_lapsed(conn, batch)
     ids += transitions.settle_orphans(conn)
     ids += transitions.mark_due_retries(conn, batch)
+    ids += transitions.wake_budget_waiters(conn, batch=batch)
     ids += transitions.mark_unclaimed(
         conn, queue_length=queue_length, stale_s=stale_s, batch=batch, trickle=trickle
     )

@@ -4,7 +4,11 @@ SQL guarded by the state it leaves, so each is safe to run twice.
     submit      (none)             -> queued, or succeeded at once (a cache hit), or a
                                       follower of an identical job in flight
     claim       queued, due        -> running under a lease (the call recorded, its
-                                      cost reserved), or failed (refused)
+                                      cost reserved), or failed (refused: it cannot fit
+                                      the budget even alone)
+    wait        running (ours)     -> queued, waiting for budget (the call fits alone,
+                                      not beside the reservations in flight)
+    wake        waiting for budget -> queued and due (a settle freed room)
     succeed     running (ours)     -> succeeded (and cached)
     retry       running (ours)     -> queued, due after a backoff
     fall back   running (ours)     -> queued, on the next model
@@ -29,13 +33,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 
+from aijobs.billing.budget import MONTH, TODAY
 from aijobs.jobs.view import VIEW_COLUMNS
 from aijobs.lost_work import Waiting
 
@@ -131,8 +135,12 @@ def submitted(conn: Connection, job_id: uuid.UUID) -> RowMapping:
 # reserving its maximum cost against the tenant's budget (check and add in one step,
 # so concurrent claims on any number of workers cannot overshoot), and recording the
 # call before it is made. A call that does not fit is not recorded: it is not made.
+# The budget periods come from the database's clock. When the call does not fit, the
+# statement also says whether it would fit with nothing else reserved (`fits_alone`):
+# then it waits for the reservations to settle (wait_for_budget), else it is refused.
+# A tenant without a budget never reads its counters here.
 _CLAIM = text(
-    """
+    f"""
     WITH claimed AS (
         UPDATE jobs SET status = 'running', attempts = attempts + 1,
                model_attempts = model_attempts + 1, lease_owner = :owner,
@@ -141,23 +149,24 @@ _CLAIM = text(
         WHERE id = :id AND status = 'queued' AND leader_id IS NULL
           AND coalesce(next_attempt_at, now()) <= now()
         RETURNING id, tenant_id, current_model, request, timeout_s, max_attempts, attempts,
-                  model_attempts, coalesce((reserve_usd ->> current_model)::numeric, 0) AS reserve
+                  model_attempts, coalesce((reserve_usd ->> current_model)::numeric, 0) AS reserve,
+                  started_at = now() AS first_start
     ), limits AS (
         SELECT t.daily_budget_usd AS daily, t.monthly_budget_usd AS monthly
         FROM tenants t JOIN claimed k ON t.id = k.tenant_id
     ), budget AS (
         UPDATE budget_counters c SET
-            day = :today, month = :month,
-            day_spent = CASE WHEN c.day = :today THEN c.day_spent ELSE 0 END,
-            month_spent = CASE WHEN c.month = :month THEN c.month_spent ELSE 0 END,
+            day = {TODAY}, month = {MONTH},
+            day_spent = CASE WHEN c.day = {TODAY} THEN c.day_spent ELSE 0 END,
+            month_spent = CASE WHEN c.month = {MONTH} THEN c.month_spent ELSE 0 END,
             day_reserved = c.day_reserved + k.reserve,
             month_reserved = c.month_reserved + k.reserve
         FROM claimed k, limits l
         WHERE c.tenant_id = k.tenant_id AND k.model_attempts <= k.max_attempts
           AND (l.daily IS NOT NULL OR l.monthly IS NOT NULL)
-          AND (l.daily IS NULL OR (CASE WHEN c.day = :today THEN c.day_spent ELSE 0 END)
+          AND (l.daily IS NULL OR (CASE WHEN c.day = {TODAY} THEN c.day_spent ELSE 0 END)
                                   + c.day_reserved + k.reserve <= l.daily)
-          AND (l.monthly IS NULL OR (CASE WHEN c.month = :month THEN c.month_spent ELSE 0 END)
+          AND (l.monthly IS NULL OR (CASE WHEN c.month = {MONTH} THEN c.month_spent ELSE 0 END)
                                     + c.month_reserved + k.reserve <= l.monthly)
         RETURNING c.tenant_id
     ), allowed AS (
@@ -171,10 +180,96 @@ _CLAIM = text(
         SELECT id, tenant_id, attempts, current_model, :owner, 'started', now(), 0, 0, 0,
                reserve, EXISTS (SELECT 1 FROM budget), false
         FROM allowed
+    ), alone AS (
+        SELECT (l.daily IS NULL OR (CASE WHEN c.day = {TODAY} THEN c.day_spent ELSE 0 END)
+                                   + k.reserve <= l.daily)
+               AND (l.monthly IS NULL OR (CASE WHEN c.month = {MONTH} THEN c.month_spent
+                                          ELSE 0 END) + k.reserve <= l.monthly) AS fits
+        FROM budget_counters c, claimed k, limits l WHERE c.tenant_id = k.tenant_id
     )
     SELECT k.tenant_id, k.current_model, k.request, k.timeout_s, k.max_attempts, k.attempts,
-           k.model_attempts, k.reserve, EXISTS (SELECT 1 FROM allowed)
+           k.model_attempts, k.reserve, EXISTS (SELECT 1 FROM allowed),
+           EXISTS (SELECT 1 FROM budget),
+           CASE WHEN EXISTS (SELECT 1 FROM allowed) THEN true
+                ELSE coalesce((SELECT fits FROM alone), false) END,
+           k.first_start
     FROM claimed k
+    """
+)
+
+# A call that fits the budget alone but not beside the reservations of calls in flight:
+# running (ours, just claimed) -> queued, its attempt uncounted, waiting for budget
+# (next_attempt_at = BUDGET_WAIT: not due, so no claim, retry or lost-message sweep
+# takes it) until a settle of the tenant's calls wakes it (wake_budget_waiters). The
+# tenant's counters row is locked and read again first: a settle that released a
+# reservation since the claim is seen (the job is then due at once), and one that
+# comes after this commits wakes the job; no wake is lost between the two.
+BUDGET_WAIT = "'9999-12-31 00:00:00+00'::timestamptz"
+_FITS_NOW = f"""(t.daily_budget_usd IS NULL
+                 OR (CASE WHEN c.day = {TODAY} THEN c.day_spent ELSE 0 END) + c.day_reserved
+                    + :reserve <= t.daily_budget_usd)
+             AND (t.monthly_budget_usd IS NULL
+                 OR (CASE WHEN c.month = {MONTH} THEN c.month_spent ELSE 0 END)
+                    + c.month_reserved + :reserve <= t.monthly_budget_usd)"""
+_WAIT_FOR_BUDGET = text(
+    f"""
+    WITH room AS (
+        SELECT {_FITS_NOW} AS fits
+        FROM budget_counters c JOIN tenants t ON t.id = c.tenant_id
+        WHERE c.tenant_id = :tenant_id
+        FOR UPDATE OF c
+    )
+    UPDATE jobs j SET status = 'queued', attempts = j.attempts - 1,
+           model_attempts = j.model_attempts - 1, lease_owner = NULL, lease_expires_at = NULL,
+           enqueued_at = now(), started_at = CASE WHEN :first_start THEN NULL ELSE j.started_at END,
+           next_attempt_at = CASE WHEN coalesce(r.fits, true) THEN NULL ELSE {BUDGET_WAIT} END
+    FROM (SELECT 1) AS one LEFT JOIN room r ON true
+    WHERE j.id = :id AND j.status = 'running' AND j.lease_owner = :owner
+      AND j.attempts = :attempt_no
+    RETURNING NOT coalesce(r.fits, true)
+    """
+)
+# Waiting jobs to make due (and publish), oldest first per tenant: those that fit beside
+# the calls in flight and the waiting jobs before them, and those that can never fit
+# (their claim fails them budget_exceeded). After each settle of a held reservation
+# (for its tenant) and on every sweep (all tenants: released lost calls, raised or
+# cleared budgets, a new day).
+_WAKE_BUDGET_WAITERS = text(
+    f"""
+    WITH waiting AS (
+        SELECT j.id, j.tenant_id, j.created_at,
+               coalesce((j.reserve_usd ->> j.current_model)::numeric, 0) AS reserve
+        FROM jobs j
+        WHERE j.status = 'queued' AND j.next_attempt_at = {BUDGET_WAIT}
+          AND (CAST(:tenant_id AS uuid) IS NULL OR j.tenant_id = CAST(:tenant_id AS uuid))
+    ), room AS (
+        SELECT c.tenant_id, c.day_reserved, c.month_reserved,
+               t.daily_budget_usd - CASE WHEN c.day = {TODAY} THEN c.day_spent ELSE 0 END
+                   AS day_left,
+               t.monthly_budget_usd - CASE WHEN c.month = {MONTH} THEN c.month_spent ELSE 0 END
+                   AS month_left
+        FROM budget_counters c JOIN tenants t ON t.id = c.tenant_id
+        WHERE c.tenant_id IN (SELECT tenant_id FROM waiting)
+    ), judged AS (
+        SELECT w.id, w.tenant_id, w.created_at, w.reserve, r.day_reserved, r.month_reserved,
+               r.day_left, r.month_left,
+               (r.day_left IS NULL OR w.reserve <= r.day_left)
+               AND (r.month_left IS NULL OR w.reserve <= r.month_left) AS fits_alone
+        FROM waiting w JOIN room r ON r.tenant_id = w.tenant_id
+    ), queue AS (
+        SELECT *, sum(CASE WHEN fits_alone THEN reserve ELSE 0 END)
+                      OVER (PARTITION BY tenant_id ORDER BY created_at, id) AS through
+        FROM judged
+    )
+    UPDATE jobs SET next_attempt_at = NULL, enqueued_at = now()
+    WHERE id IN (
+        SELECT id FROM queue
+        WHERE NOT fits_alone
+           OR ((day_left IS NULL OR day_reserved + through <= day_left)
+               AND (month_left IS NULL OR month_reserved + through <= month_left))
+        ORDER BY created_at LIMIT :batch)
+      AND status = 'queued' AND next_attempt_at = {BUDGET_WAIT}
+    RETURNING id
     """
 )
 
@@ -282,6 +377,7 @@ class Claimed:
     attempt_no: int  # among all the job's calls: the fencing token of its settle
     model_attempt_no: int  # among the calls to this model
     reserved_usd: Decimal  # the most this call may cost (held against the budget)
+    budget_held: bool = False  # reserved against the tenant's budget: its settle frees room
 
 
 @dataclass(frozen=True)
@@ -306,19 +402,26 @@ class Refused:
     followers: int
 
 
+@dataclass(frozen=True)
+class OverReserved:
+    """The call fits the budget alone but not beside the reservations in flight: the job
+    is ours (running) until wait_for_budget hands it back to the queue."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    attempt_no: int
+    reserved_usd: Decimal
+    first_start: bool  # the claim set started_at: no call has started, so it is cleared
+
+
 def claim(
-    conn: Connection,
-    job_id: uuid.UUID,
-    owner: str,
-    lease_s: float,
-    *,
-    today: date,
-    month: date,
-) -> Claimed | Refused | None:
+    conn: Connection, job_id: uuid.UUID, owner: str, lease_s: float
+) -> Claimed | Refused | OverReserved | None:
     """Take the job, reserve the call's cost and record the attempt, before the call.
-    None when the job is not ours to run (taken, finished, not due); Refused when the
-    call does not fit the budget, or every attempt was used."""
-    params = {"id": job_id, "owner": owner, "lease_s": lease_s, "today": today, "month": month}
+    None when the job is not ours to run (taken, finished, not due, waiting for budget);
+    Refused when the call cannot fit the budget even alone, or every attempt was used;
+    OverReserved when it only waits for other calls' reservations (wait_for_budget)."""
+    params = {"id": job_id, "owner": owner, "lease_s": lease_s}
     row = conn.execute(_CLAIM, params).first()
     if row is None:
         return None
@@ -332,14 +435,19 @@ def claim(
         model_attempt_no,
         reserved,
         allowed,
+        held,
+        fits_alone,
+        first_start,
     ) = row
+    if not allowed and model_attempt_no <= max_attempts and fits_alone:
+        return OverReserved(job_id, tenant_id, attempt_no, Decimal(reserved), bool(first_start))
     if not allowed:
         if model_attempt_no > max_attempts:
             code = "internal"
             message = f"all {max_attempts} attempts were used (the last was interrupted)"
         else:
             code = "budget_exceeded"
-            message = "the call does not fit the tenant's budget; it was not made"
+            message = "the call cannot fit the tenant's budget; it was not made"
         refused = {
             "id": job_id,
             "owner": owner,
@@ -359,7 +467,33 @@ def claim(
         attempt_no=attempt_no,
         model_attempt_no=model_attempt_no,
         reserved_usd=Decimal(reserved),
+        budget_held=bool(held),
     )
+
+
+def wait_for_budget(conn: Connection, job: OverReserved, owner: str) -> bool | None:
+    """running (ours, over-reserved) -> queued, waiting for budget, its attempt uncounted.
+    False when the room is there by now: the job is queued and due (claim it again);
+    None when the job left our hands meanwhile (cancelled)."""
+    params = {
+        "id": job.id,
+        "owner": owner,
+        "attempt_no": job.attempt_no,
+        "tenant_id": job.tenant_id,
+        "reserve": job.reserved_usd,
+        "first_start": job.first_start,
+    }
+    row = conn.execute(_WAIT_FOR_BUDGET, params).first()
+    return None if row is None else bool(row[0])
+
+
+def wake_budget_waiters(
+    conn: Connection, tenant_id: uuid.UUID | None = None, batch: int = 1000
+) -> list[uuid.UUID]:
+    """queued, waiting for budget -> queued and due, for the waiting jobs that may run
+    now (of one tenant, or of all): to publish."""
+    params = {"tenant_id": tenant_id, "batch": batch}
+    return [row[0] for row in conn.execute(_WAKE_BUDGET_WAITERS, params)]
 
 
 @dataclass(frozen=True)

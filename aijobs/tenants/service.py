@@ -13,12 +13,11 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from aijobs.billing.budget import periods
+from aijobs.billing import budget
 from aijobs.errors import NotFound, Unauthorized
-from aijobs.models import ApiKey, BudgetCounter, Tenant
+from aijobs.models import ApiKey, Tenant
 
 KEY_PREFIX = "aj_"
 # After a rotation, the previous webhook secret still signs for this long.
@@ -48,7 +47,8 @@ def create_key(
     monthly_budget: Decimal | None = None,
     rpm: int | None = None,
 ) -> IssuedKey:
-    """Create the tenant if new (updating the limits given), and issue a new API key."""
+    """Create the tenant if new (updating the limits given), and issue a new API key. A
+    budget given counts what the current day and month already spent (the ledger)."""
     tenant = session.scalar(select(Tenant).where(Tenant.name == tenant_name))
     if tenant is None:
         tenant = Tenant(name=tenant_name, webhook_secret=new_webhook_secret())
@@ -60,21 +60,10 @@ def create_key(
     if rpm is not None:
         tenant.rpm = rpm
     session.flush()
-    # Every tenant has its budget counters row: reservations update it, never create it.
-    today, month = periods()
-    session.execute(
-        insert(BudgetCounter)
-        .values(
-            tenant_id=tenant.id,
-            day=today,
-            day_spent=0,
-            day_reserved=0,
-            month=month,
-            month_spent=0,
-            month_reserved=0,
-        )
-        .on_conflict_do_nothing()
-    )
+    if daily_budget is not None or monthly_budget is not None:
+        budget.recount(session.connection(), tenant.id)
+    else:
+        budget.ensure_counters(session.connection(), tenant.id)
     api_key = KEY_PREFIX + secrets.token_urlsafe(32)
     session.add(ApiKey(tenant_id=tenant.id, key_hash=hash_key(api_key), prefix=api_key[:10]))
     session.flush()
@@ -143,11 +132,14 @@ def tenant_by_ref(session: Session, ref: str) -> Tenant:
 
 
 def update_limits(session: Session, tenant: Tenant, changes: dict[str, Any]) -> None:
-    """Set (or, with None, clear) daily_budget_usd, monthly_budget_usd, rpm."""
+    """Set (or, with None, clear) daily_budget_usd, monthly_budget_usd, rpm. A budget
+    set or changed counts what the current day and month already spent (the ledger)."""
     for name in ("daily_budget_usd", "monthly_budget_usd", "rpm"):
         if name in changes:
             setattr(tenant, name, changes[name])
     session.flush()
+    if "daily_budget_usd" in changes or "monthly_budget_usd" in changes:
+        budget.recount(session.connection(), tenant.id)
 
 
 def keys_of(session: Session, tenant: Tenant) -> list[ApiKey]:

@@ -7,7 +7,7 @@ import signal
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -144,15 +144,17 @@ def test_a_killed_workers_reservation_is_released(
 
 
 def test_the_budget_period_rolls_over_at_utc_midnight(services: Services) -> None:
-    """The claim with an injected clock, in one transaction no worker can see."""
+    """Counters left on the database's yesterday: its spend no longer counts today. In
+    one transaction no worker can see."""
     engine = create_engine(services.database_url)
     body = chat("roll over", params={"max_tokens": MAX_TOKENS}, cache=False)
     request = JobRequest.model_validate(body)
     reservation = budget.max_call_cost(request, "openai/gpt-4o-mini")
-    day1, day2 = date(2026, 3, 31), date(2026, 4, 1)
     with engine.connect() as conn:
         trans = conn.begin()
         try:
+            today, month = conn.execute(text(f"SELECT {budget.TODAY}, {budget.MONTH}")).one()
+            yesterday = today - timedelta(days=1)
             tenant = uuid.uuid4()
             conn.execute(
                 text(
@@ -161,18 +163,22 @@ def test_the_budget_period_rolls_over_at_utc_midnight(services: Services) -> Non
                 ),
                 {"id": tenant, "name": tenant.hex, "limit": reservation * Decimal("1.5")},
             )
+            # Yesterday's budget is spent.
             conn.execute(
-                text("INSERT INTO budget_counters VALUES (:id, :day, 0, 0, :month, 0, 0)"),
-                {"id": tenant, "day": day1, "month": day1.replace(day=1)},
+                text("INSERT INTO budget_counters VALUES (:id, :day, :spent, 0, :month, 0, 0)"),
+                {
+                    "id": tenant,
+                    "day": yesterday,
+                    "spent": reservation * Decimal("1.5"),
+                    "month": yesterday.replace(day=1),
+                },
             )
 
-            def claim_on(day: date) -> Any:
+            def claim() -> Any:
                 from sqlalchemy.orm import Session
 
                 job = submission.submit(Session(bind=conn), tenant, request).row
-                claimed = transitions.claim(
-                    conn, job["id"], "test", 30, today=day, month=day.replace(day=1)
-                )
+                claimed = transitions.claim(conn, job["id"], "test", 30)
                 if isinstance(claimed, transitions.Claimed):
                     call = transitions.CallRecord(
                         outcome="succeeded", latency_ms=1, cost_usd=reservation
@@ -180,19 +186,18 @@ def test_the_budget_period_rolls_over_at_utc_midnight(services: Services) -> Non
                     transitions.succeed(conn, claimed, "test", call, {}, cache_ttl_s=60)
                 return claimed
 
-            assert isinstance(claim_on(day1), transitions.Claimed)
-            refused = claim_on(day1)
+            assert isinstance(claim(), transitions.Claimed)  # a new day, a new budget
+            refused = claim()
             assert isinstance(refused, transitions.Refused)
             assert refused.code == "budget_exceeded"
-            assert isinstance(claim_on(day2), transitions.Claimed)  # a new day, a new budget
             counters = conn.execute(
                 text(
-                    "SELECT day, day_spent, month, month_spent FROM budget_counters"
+                    "SELECT day, day_spent, month, day_reserved FROM budget_counters"
                     " WHERE tenant_id = :id"
                 ),
                 {"id": tenant},
             ).one()
-            assert counters == (day2, reservation, day2, reservation)
+            assert counters == (today, reservation, month, 0)
         finally:
             trans.rollback()
     engine.dispose()

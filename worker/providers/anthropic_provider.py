@@ -1,7 +1,8 @@
 """Anthropic through the official SDK (Messages API), SDK retries off.
 
 Structured output goes through a forced tool call whose input schema is the
-job's response_schema: the tool input is the JSON object we validate.
+job's response_schema: the tool input is the JSON object we validate (the tool is
+built in aijobs/billing/call_bounds.py, where the reservation counts it).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import anthropic
 
-from aijobs.billing.pricing import price_for
+from aijobs.billing.call_bounds import output_cap, structured_tool, structured_tool_choice
 from aijobs.jobs.schemas import JobRequest
 from aijobs.settings import get_settings
 from worker.providers.base import (
@@ -22,8 +23,6 @@ from worker.providers.base import (
     connection_limits,
     unexpected_shape,
 )
-
-TOOL_NAME = "respond"
 
 
 @lru_cache
@@ -48,8 +47,9 @@ def _kwargs(name: str, request: JobRequest) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "model": name,
         "messages": [m.model_dump() for m in messages if m.role != "system"],
-        # Anthropic requires max_tokens; default to the model's cap from the price table.
-        "max_tokens": params.max_tokens or price_for(f"anthropic/{name}").max_output_tokens,
+        # The cap that was reserved: the client's max_tokens clamped to the model's cap,
+        # or the model's cap.
+        "max_tokens": output_cap(request, f"anthropic/{name}"),
     }
     if system:
         kwargs["system"] = system
@@ -60,14 +60,8 @@ def _kwargs(name: str, request: JobRequest) -> dict[str, Any]:
     if params.stop is not None:
         kwargs["stop_sequences"] = [params.stop] if isinstance(params.stop, str) else params.stop
     if request.response_schema is not None:
-        kwargs["tools"] = [
-            {
-                "name": TOOL_NAME,
-                "description": "Return the answer as this JSON object.",
-                "input_schema": request.response_schema,
-            }
-        ]
-        kwargs["tool_choice"] = {"type": "tool", "name": TOOL_NAME}
+        kwargs["tools"] = [structured_tool(request.response_schema)]
+        kwargs["tool_choice"] = structured_tool_choice()
     return kwargs
 
 

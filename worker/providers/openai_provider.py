@@ -8,6 +8,7 @@ from typing import Any
 
 import openai
 
+from aijobs.billing.call_bounds import cap_param, output_cap, response_format
 from aijobs.jobs.schemas import JobRequest
 from aijobs.settings import get_settings
 from worker.providers.base import (
@@ -37,16 +38,18 @@ def _client() -> openai.AsyncOpenAI:
 
 
 def _chat_kwargs(name: str, request: JobRequest) -> dict[str, Any]:
+    model = f"openai/{name}"
     kwargs: dict[str, Any] = {
         "model": name,
         "messages": [message.model_dump() for message in request.messages or []],
     }
-    kwargs.update(request.params.model_dump(exclude_none=True))
+    kwargs.update(request.params.model_dump(exclude_none=True, exclude={"max_tokens"}))
+    # Always the cap that was reserved (the client's max_tokens clamped to the model's
+    # cap, or the model's cap): without it the answer's length, and so its cost, has
+    # no bound.
+    kwargs[cap_param(model)] = output_cap(request, model)
     if request.response_schema is not None:
-        kwargs["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {"name": "response", "schema": request.response_schema},
-        }
+        kwargs["response_format"] = response_format(request.response_schema)
     return kwargs
 
 

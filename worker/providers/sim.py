@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import random
 
+from aijobs.billing.call_bounds import output_cap
 from aijobs.jobs.schemas import JobRequest
 from aijobs.settings import get_settings
 from worker.providers.base import Completion, ProviderError
@@ -57,9 +58,15 @@ class SimProvider:
         messages = request.messages or []
         users = [message.content for message in messages if message.role == "user"]
         reply = users[-1] if users else ""
+        # Like a real model, it stops at the output cap it is sent (the one reserved).
+        cap = output_cap(request, f"sim/{name}")
+        words = reply.split()
+        finish_reason = "stop"
+        if len(words) > cap:
+            reply, finish_reason = " ".join(words[:cap]), "length"
         return Completion(
             content=reply,
-            finish_reason="stop",
+            finish_reason=finish_reason,
             input_tokens=sum(_words(message.content) for message in messages),
             output_tokens=_words(reply),
         )
