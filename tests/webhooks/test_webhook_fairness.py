@@ -93,14 +93,12 @@ def test_a_tenants_tarpit_receiver_delays_no_other_tenant(
         jobs = [_submit(b, hook) for _ in range(5)]
         done = [b.wait(job_id, timeout_s=90) for job_id in jobs]
         jobs_s = time.monotonic() - started
-        receiver.wait_for(hook, 5, timeout_s=90)
-        hooks_s = time.monotonic() - started
-        print(
-            f"\ntenant B, beside tenant A's 24 webhooks to a tarpit: 5 jobs done in"
-            f" {jobs_s:.1f} s, their 5 webhooks delivered in {hooks_s:.1f} s"
-        )
+        print(f"\ntenant B's 5 jobs beside tenant A's 24 webhooks to a tarpit: {jobs_s:.1f} s")
         assert [job["status"] for job in done] == ["succeeded"] * 5
         assert jobs_s < 10, f"tenant B's jobs took {jobs_s:.1f} s"
+        receiver.wait_for(hook, 5, timeout_s=90)
+        hooks_s = time.monotonic() - started
+        print(f"tenant B's 5 webhooks delivered {hooks_s:.1f} s after the submits")
         assert hooks_s < 10, f"tenant B's webhooks took {hooks_s:.1f} s"
         for job_id in jobs:
             assert job_status(b, job_id)["webhook"]["status"] == "delivered"
