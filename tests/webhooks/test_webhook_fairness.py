@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -14,10 +15,11 @@ import httpx
 import psycopg
 
 from aijobs.settings import Settings
-from tests.conftest import Client
+from tests.conftest import Client, Services
 from tests.helpers import chat, job_status, unique, wait_until
 from tests.stack import Stack
 from tests.webhook_receiver import Receiver, Step
+from worker import webhook_caps
 
 # The shared stack runs with the defaults but for AIJOBS_WEBHOOK_TIMEOUT_S=2 (conftest).
 TIMEOUT_S = 2.0
@@ -167,3 +169,15 @@ def test_deliveries_beyond_the_webhook_threads_wait_in_postgres(
     finally:
         live.kill_workers(signal.SIGTERM)
         live.start_worker()
+
+
+def test_a_cap_slot_of_a_dead_worker_expires(services: Services) -> None:
+    """A slot is held at most hold_s: a worker that dies holding one frees it."""
+    tenant = uuid.uuid4()
+    held = [webhook_caps.acquire(tenant, 2, hold_s=1) for _ in range(2)]
+    assert all(held)
+    assert webhook_caps.acquire(tenant, 2, hold_s=1) is None  # at the cap
+    again = wait_until(lambda: webhook_caps.acquire(tenant, 2, hold_s=1), timeout_s=10)
+    webhook_caps.release(tenant, again)
+    other = webhook_caps.acquire(uuid.uuid4(), 2, hold_s=1)  # another tenant's own cap
+    assert other is not None
