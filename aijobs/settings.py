@@ -26,7 +26,10 @@ class Settings(BaseSettings):
     retry_cap_s: float = Field(default=60.0, gt=0)
     # Seconds between webhook attempts (each ±20% jitter): one attempt, then one per delay.
     webhook_retry_delays: str = "5,300,1800,7200,18000,36000,36000"
+    # A webhook attempt's whole time: resolve, connect, send, headers and body together.
     webhook_timeout_s: float = Field(default=15.0, gt=0)
+    # A tenant's webhook deliveries in flight at once across all workers (0: no cap).
+    webhook_tenant_inflight: int = Field(default=4, ge=0)
     sim_latency_s: float = Field(default=0.5, ge=0)
     sim_error_rate: float = Field(default=0.0, ge=0, le=1)
 

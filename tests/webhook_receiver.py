@@ -1,8 +1,10 @@
 """A small webhook receiver: the other end of our webhooks in the tests.
 
 Each path answers from its script, one step per request (the last step repeats):
-a status code, optional headers and body, and an optional sleep before answering.
-Every request is recorded with its headers and raw body."""
+a status code, optional headers and body, an optional sleep before answering, and an
+optional tarpit (`trickle_s`: the whole answer, status line first, sent one byte every
+trickle_s seconds). Every request is recorded with its headers and raw body, and how
+many requests each path is answering at once is tracked."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ class Step:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b"ok"
     sleep_s: float = 0.0
+    trickle_s: float = 0.0  # > 0: a tarpit
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class Receiver:
         self.scripts: dict[str, list[Step]] = {}
         self.received: list[Received] = []
         self._lock = threading.Lock()
+        self._answering: dict[str, int] = {}  # path -> requests being answered now
+        self._most: dict[str, int] = {}  # path -> the most ever answered at once
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -75,6 +80,21 @@ class Receiver:
             time.sleep(0.05)
         return got
 
+    def most_at_once(self, url_or_path: str) -> int:
+        """The most requests to this path that were being answered at the same time."""
+        path = url_or_path.split(str(self.port), 1)[-1]
+        with self._lock:
+            return self._most.get(path, 0)
+
+    def _enter(self, path: str) -> None:
+        with self._lock:
+            now = self._answering[path] = self._answering.get(path, 0) + 1
+            self._most[path] = max(self._most.get(path, 0), now)
+
+    def _leave(self, path: str) -> None:
+        with self._lock:
+            self._answering[path] -= 1
+
     def _next_step(self, path: str) -> Step:
         with self._lock:
             script = self.scripts.get(path, [Step(404)])
@@ -99,10 +119,19 @@ class Receiver:
                             time.monotonic(),
                         )
                     )
-                step = receiver._next_step(self.path)
+                receiver._enter(self.path)
+                try:
+                    self._answer(receiver._next_step(self.path))
+                finally:
+                    receiver._leave(self.path)
+
+            def _answer(self, step: Step) -> None:
                 if step.sleep_s:
                     time.sleep(step.sleep_s)
                 try:
+                    if step.trickle_s:
+                        self._trickle(step)
+                        return
                     self.send_response(step.status)
                     for name, value in step.headers.items():
                         self.send_header(name, value)
@@ -111,6 +140,16 @@ class Receiver:
                     self.wfile.write(step.body)
                 except OSError:
                     pass  # the sender gave up (a timeout test)
+
+            def _trickle(self, step: Step) -> None:
+                """A tarpit: every byte of the answer on its own, trickle_s apart."""
+                self.close_connection = True
+                head = f"HTTP/1.1 {step.status} {self.responses[step.status][0]}\r\n"
+                for name, value in {**step.headers, "Content-Length": len(step.body)}.items():
+                    head += f"{name}: {value}\r\n"
+                for byte in head.encode() + b"\r\n" + step.body:
+                    self.wfile.write(bytes([byte]))
+                    time.sleep(step.trickle_s)
 
             do_GET = do_POST
 

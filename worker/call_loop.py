@@ -7,8 +7,13 @@ thousands of calls in flight on one loop. Celery's consumer (the solo pool) only
 hands each attempt to the loop, and blocks while all `slots` (`--concurrency`) are
 taken, so the worker takes no more messages than it can run. The claim and settle
 statements run on the loop's database threads, one per pooled connection, so no
-burst opens more connections than the pool holds. Webhook deliveries (blocking HTTP
-behind the SSRF guard) run on threads of their own and take slots too.
+burst opens more connections than the pool holds.
+
+Webhook deliveries (blocking HTTP behind the SSRF guard) run on threads of their own,
+AIJOBS_WEBHOOK_THREADS of them, and never take a job's slot. Handing one over never
+blocks the consumer either: when every webhook thread is busy, the delivery is
+deferred in Postgres (pending, due a little later) and the sweeper publishes it
+again, so slow receivers cannot stop job messages from being taken.
 
 Measured against claiming in the consumer itself, or on dedicated claim threads,
 this is the fastest (docs/scaling.md). Its cost: under a backlog, an attempt may
@@ -48,6 +53,7 @@ class CallLoop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._webhooks: ThreadPoolExecutor | None = None
         self._slots = threading.BoundedSemaphore(1)
+        self._senders = threading.BoundedSemaphore(1)  # one per webhook thread
         self._idle = threading.Condition()
         self._running = 0
         self._stopping = False
@@ -72,6 +78,7 @@ class CallLoop:
                 max_workers=webhook_threads, thread_name_prefix="aijobs-webhook"
             )
             self._slots = threading.BoundedSemaphore(slots)
+            self._senders = threading.BoundedSemaphore(webhook_threads)
             threading.Thread(target=loop.run_forever, name="aijobs-calls", daemon=True).start()
             self._loop = loop
 
@@ -99,8 +106,14 @@ class CallLoop:
         return claim()
 
     def deliver_webhook(self, delivery_id: int, owner: str) -> None:
-        """Start one attempt of a webhook delivery; blocks while every slot is taken."""
-        self._start(lambda: self._deliver(delivery_id, owner))
+        """Start one attempt of a webhook delivery on a webhook thread; never blocks:
+        with every webhook thread busy, the delivery is deferred in Postgres instead."""
+        if self._loop is None:
+            raise RuntimeError("the call loop is not started")
+        if self._senders.acquire(blocking=False):
+            self._submit(self._deliver(delivery_id, owner), self._senders)
+        else:
+            self._submit(asyncio.to_thread(webhook_runner.defer, delivery_id), None)
 
     async def _deliver(self, delivery_id: int, owner: str) -> str:
         loop = asyncio.get_running_loop()
@@ -139,13 +152,21 @@ class CallLoop:
         if self._loop is None:
             raise RuntimeError("the call loop is not started")
         self._slots.acquire()
+        self._submit(work(), self._slots)
+
+    def _submit(
+        self, work: Coroutine[Any, Any, str], held: threading.BoundedSemaphore | None
+    ) -> None:
+        """Run `work` on the loop; `held` (a slot taken for it) is released when it ends."""
+        assert self._loop is not None
         with self._idle:
             self._running += 1
-        future = asyncio.run_coroutine_threadsafe(work(), self._loop)
-        future.add_done_callback(self._done)
+        future = asyncio.run_coroutine_threadsafe(work, self._loop)
+        future.add_done_callback(lambda done: self._done(done, held))
 
-    def _done(self, future: Future[str]) -> None:
-        self._slots.release()
+    def _done(self, future: Future[str], held: threading.BoundedSemaphore | None) -> None:
+        if held is not None:
+            held.release()
         with self._idle:
             self._running -= 1
             self._idle.notify_all()

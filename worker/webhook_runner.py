@@ -1,6 +1,9 @@
-"""Send one attempt of a webhook delivery: claim it, sign and POST the event, settle.
+"""Send one attempt of a webhook delivery: take a slot of its tenant's cap, claim it,
+sign and POST the event, settle.
 
-Only 2xx succeeds. A 410 or a target the SSRF guard refuses ends the delivery as
+A delivery whose tenant has AIJOBS_WEBHOOK_TENANT_INFLIGHT deliveries in flight
+already is deferred (pending, due a little later) instead of holding a thread. Only
+2xx succeeds. A 410 or a target the SSRF guard refuses ends the delivery as
 failed; any other answer or error is retried on AIJOBS_WEBHOOK_RETRY_DELAYS, with a
 due time in Postgres (no delayed broker message), never sooner than Retry-After on a
 429 or 503.
@@ -8,8 +11,10 @@ due time in Postgres (no delayed broker message), never sooner than Retry-After 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import random
 import time
 from datetime import UTC, datetime
 
@@ -17,12 +22,23 @@ from aijobs.db import autocommit
 from aijobs.jobs.view import view
 from aijobs.settings import get_settings
 from aijobs.webhooks import deliveries, signing
-from worker import webhook_http
+from worker import webhook_caps, webhook_http
 from worker.retry_policy import webhook_retry_delay
 
 log = logging.getLogger("aijobs.webhooks")
 
 HONOURS_RETRY_AFTER = frozenset({429, 503})
+# A delivery that cannot be sent now is due again after about this long (the sweeper
+# publishes it on its next pass after that).
+DEFER_S = 0.5
+
+
+def defer(delivery_id: int) -> str:
+    """Leave the delivery in Postgres, due a little later (jittered, so deferred ones
+    do not all come back at once)."""
+    with autocommit() as conn:
+        deliveries.defer(conn, delivery_id, DEFER_S * random.uniform(0.8, 1.6))
+    return "deferred"
 
 
 def _body(delivery: deliveries.ClaimedDelivery) -> str:
@@ -49,7 +65,28 @@ def _next(delivery: deliveries.ClaimedDelivery, answer: webhook_http.Answer) -> 
 
 
 def deliver(delivery_id: int, owner: str) -> str:
-    """Returns what happened, for logs and tests: skipped | delivered | failed | retrying."""
+    """Returns what happened, for logs and tests: skipped | deferred | delivered |
+    failed | retrying."""
+    settings = get_settings()
+    cap = settings.webhook_tenant_inflight
+    if not cap:
+        return _attempt(delivery_id, owner)
+    with autocommit() as conn:
+        tenant_id = deliveries.tenant_if_due(conn, delivery_id)
+    if tenant_id is None:
+        return "skipped"
+    # Held at most as long as an attempt can last (its deadline, then claim and settle).
+    slot = webhook_caps.acquire(tenant_id, cap, settings.webhook_timeout_s + settings.lease_s)
+    if slot is None:
+        return defer(delivery_id)
+    try:
+        return _attempt(delivery_id, owner)
+    finally:
+        with contextlib.suppress(Exception):  # the slot expires by itself
+            webhook_caps.release(tenant_id, slot)
+
+
+def _attempt(delivery_id: int, owner: str) -> str:
     settings = get_settings()
     with autocommit() as conn:
         delivery = deliveries.claim(conn, delivery_id, owner, settings.lease_s)

@@ -3,7 +3,9 @@
 A trigger on jobs creates a pending delivery, due now, when a job ends. The sweeper
 publishes due ones; the task claims one with `UPDATE ... WHERE status = 'pending'`
 (a duplicate message finds it taken and does nothing) under a lease its worker
-renews; the settle logs the attempt and sets the next due time, or ends it.
+renews; the settle logs the attempt and sets the next due time, or ends it. One
+that cannot be sent now (its tenant's cap, or the worker's webhook threads, are
+full) is deferred: still pending, due a little later.
 """
 
 from __future__ import annotations
@@ -35,6 +37,21 @@ _CLAIM = text(
            CASE WHEN t.previous_webhook_secret_expires_at > now()
                 THEN t.previous_webhook_secret END
     FROM claimed c JOIN tenants t ON t.id = c.tenant_id
+    """
+)
+_DUE_TENANT = text(
+    """
+    SELECT tenant_id FROM webhook_deliveries
+    WHERE id = :id AND status = 'pending' AND next_attempt_at <= now()
+    """
+)
+# Not sent now (the tenant's cap, or this worker's webhook threads, are full): due a
+# little later, when the sweeper publishes it again. No attempt is made or counted.
+_DEFER = text(
+    """
+    UPDATE webhook_deliveries
+    SET next_attempt_at = greatest(next_attempt_at, now() + make_interval(secs => :delay_s))
+    WHERE id = :id AND status = 'pending'
     """
 )
 _SET_BODY = text(
@@ -185,6 +202,19 @@ def claim(conn: Connection, delivery_id: int, owner: str, lease_s: float) -> Cla
         created_at=row[8],
         secrets=secrets,
     )
+
+
+def tenant_if_due(conn: Connection, delivery_id: int) -> uuid.UUID | None:
+    """The tenant of a delivery that is pending and due; None when there is nothing
+    to send (taken, ended, or not due yet)."""
+    tenant_id = conn.execute(_DUE_TENANT, {"id": delivery_id}).scalar()
+    return None if tenant_id is None else uuid.UUID(str(tenant_id))
+
+
+def defer(conn: Connection, delivery_id: int, delay_s: float) -> bool:
+    """pending -> pending, due in delay_s (not sooner than it was): the delivery waits in
+    Postgres instead of holding a thread. False when it is no longer pending."""
+    return conn.execute(_DEFER, {"id": delivery_id, "delay_s": delay_s}).rowcount > 0
 
 
 def job_row(conn: Connection, job_id: uuid.UUID) -> dict[str, object]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -180,6 +181,28 @@ def test_redirects_are_not_followed_and_errors_are_answers(receiver: Receiver) -
     closed = httpx.URL(receiver.url("/x")).copy_with(port=1)
     down = _post(str(closed), "127.0.0.1")
     assert down.status_code is None and "ConnectError" in (down.error or "")
+
+
+def test_a_tarpit_is_cut_at_the_timeout_of_the_whole_attempt(receiver: Receiver) -> None:
+    """One byte a second never trips a per-read timeout; the attempt's deadline does."""
+    from tests.webhook_receiver import Step
+
+    url = receiver.path(Step(200, trickle_s=0.3))
+    answer = webhook_http.post(url, b"{}", {}, timeout_s=1, allow_raw="127.0.0.1")
+    assert answer.status_code is None, answer
+    assert (answer.error or "").startswith("timeout after 1s"), answer
+    assert 950 <= answer.latency_ms < 1500, answer.latency_ms
+
+
+def test_a_trickled_body_after_a_status_is_cut_and_the_status_stands(receiver: Receiver) -> None:
+    from tests.webhook_receiver import Step
+
+    url = receiver.path(Step(200, body=b"x" * 300, trickle_s=0.01))
+    started = time.monotonic()
+    answer = webhook_http.post(url, b"{}", {}, timeout_s=0.8, allow_raw="127.0.0.1")
+    assert time.monotonic() - started < 1.3
+    assert answer.status_code == 200 and answer.ok, answer
+    assert 0 < len(answer.response_body or "") < 300  # what came by the deadline
 
 
 @pytest.fixture
