@@ -16,7 +16,9 @@ from pydantic import (
     model_validator,
 )
 
+from aijobs.checks.schemas import Checks
 from aijobs.jobs.structured import check_limits
+from aijobs.prompts.reference import PromptRef
 
 TASKS = ("chat", "embed")
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
@@ -52,7 +54,8 @@ class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # "<provider>/<name>"; checked against the price table (unknown_model) at submit.
-    model: str = Field(min_length=1, max_length=200)
+    # Required unless a prompt is named (its version gives the model; "" = not given).
+    model: str = Field(default="", max_length=200)
     # Addition to SPEC: models to try, in order, when a model's attempts end in a
     # retryable error. Each gets its own max_attempts.
     fallbacks: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(
@@ -68,6 +71,11 @@ class JobRequest(BaseModel):
     max_attempts: int = Field(default=3, ge=1, le=10)
     timeout_s: float = Field(default=60, gt=0, le=600)
     metadata: dict[str, str] = Field(default_factory=dict)
+    # Instead of messages: a prompt version rendered with these variables (subject keeps
+    # a split label's pick sticky). Guardrails: accepted and validated, run by the worker.
+    prompt: PromptRef | None = None
+    subject: str | None = Field(default=None, min_length=1, max_length=200)
+    checks: Checks = Field(default_factory=list)
 
     @field_validator("fallbacks")
     @classmethod
@@ -122,6 +130,14 @@ class JobRequest(BaseModel):
 
     @model_validator(mode="after")
     def _task_shape(self) -> JobRequest:
+        if self.prompt is not None:
+            if self.task != "chat" or self.messages is not None or self.input is not None:
+                raise ValueError("a job naming a prompt is a chat job without messages or input")
+            return self
+        if not self.model:
+            raise ValueError("model is required (or name a prompt)")
+        if self.subject is not None:
+            raise ValueError("subject applies to jobs naming a prompt")
         if self.task == "chat":
             if not self.messages:
                 raise ValueError("a chat job needs messages")

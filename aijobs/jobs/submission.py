@@ -15,10 +15,12 @@ from sqlalchemy.orm import Session
 
 from aijobs.billing import budget
 from aijobs.billing.pricing import price_for
+from aijobs.checks.schemas import judge_models
 from aijobs.errors import Conflict, IdempotencyConflict, InvalidRequest
 from aijobs.jobs import transitions
 from aijobs.jobs.fingerprint import body_hash, fingerprint
 from aijobs.jobs.schemas import JobRequest
+from aijobs.prompts.resolve import resolve as resolve_prompt
 from aijobs.settings import get_settings
 from aijobs.webhooks.ssrf import literal_target_refused
 
@@ -55,6 +57,8 @@ def check_submittable(request: JobRequest) -> None:
     """What pydantic cannot know: prices, task/model fit, webhook targets."""
     if request.model in request.fallbacks:
         raise InvalidRequest("fallbacks must not repeat the model")
+    for model in judge_models(request.checks):
+        price_for(model)  # unknown_model
     for model in request.models():
         price = price_for(model)
         if price.mode != MODE_FOR_TASK[request.task]:
@@ -98,12 +102,16 @@ def submit(
     idempotency_key: str | None = None,
     budgeted: bool = False,
 ) -> Submitted:
+    original = request  # what an Idempotency-Key's body hash covers
+    prompt = None
+    if request.prompt is not None:
+        request, prompt = resolve_prompt(session, tenant_id, request)
     check_submittable(request)
     if budgeted:
         budget.refuse_if_over(session.connection(), tenant_id)
     job_id = uuid.uuid4()
     if idempotency_key is not None:
-        earlier = _replayed(session, tenant_id, idempotency_key, request, job_id)
+        earlier = _replayed(session, tenant_id, idempotency_key, original, job_id)
         if earlier is not None:
             return Submitted(dict(transitions.submitted(session.connection(), earlier)), False)
     params = {
@@ -118,6 +126,7 @@ def submit(
         "timeout_s": Decimal(str(request.timeout_s)),
         "fingerprint": fingerprint(tenant_id, request) if request.cache else None,
         "reserve_usd": budget.reservations(request),
+        "prompt": prompt,
     }
     own_unit = not session.in_transaction() and isinstance(session.get_bind(), Engine)
     if idempotency_key is None and not budgeted and own_unit:

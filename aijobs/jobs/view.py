@@ -46,6 +46,7 @@ VIEW_COLUMNS = (
     "webhook_url",
     "webhook_status",
     "webhook_attempts",
+    "prompt",
 )
 
 
@@ -83,4 +84,5 @@ def view(row: Mapping[str, Any]) -> dict[str, Any]:
         "cache_hit": row["cache_hit"],
         "metadata": row["metadata"],
         "webhook": webhook,
+        "prompt": row["prompt"],  # {"name", "version"} of the prompt it ran, or None
     }
