@@ -104,8 +104,16 @@ def submit(
 ) -> Submitted:
     original = request  # what an Idempotency-Key's body hash covers
     prompt = None
+    own_unit = not session.in_transaction() and isinstance(session.get_bind(), Engine)
+    fast_path = idempotency_key is None and not budgeted and own_unit
     if request.prompt is not None:
-        request, prompt = resolve_prompt(session, tenant_id, request)
+        # On the fast path the prompt is read in autocommit too (versions are immutable).
+        reader = (
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            if fast_path
+            else session.connection()
+        )
+        request, prompt = resolve_prompt(reader, tenant_id, request)
     check_submittable(request)
     if budgeted:
         budget.refuse_if_over(session.connection(), tenant_id)
@@ -128,12 +136,15 @@ def submit(
         "reserve_usd": budget.reservations(request),
         "prompt": prompt,
     }
-    own_unit = not session.in_transaction() and isinstance(session.get_bind(), Engine)
-    if idempotency_key is None and not budgeted and own_unit:
+    if fast_path:
         # Most submits are this one statement: run it in autocommit, which saves the
         # BEGIN and COMMIT round trips. (Following a leader takes a transaction; a
         # session bound to a caller's connection is part of the caller's.)
-        fast = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        fast = (
+            session.connection()  # autocommit already, from reading the prompt
+            if prompt
+            else session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        )
         inserted = transitions.insert(fast, params)
         if inserted is not None:
             return Submitted(dict(inserted), publish=inserted["status"] == "queued")

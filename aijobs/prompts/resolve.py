@@ -8,8 +8,7 @@ import uuid
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import text
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, text
 
 from aijobs.checks.schemas import Check
 from aijobs.errors import InvalidRequest, UnknownPrompt
@@ -42,10 +41,9 @@ _SPLIT_VERSION = text(
 )
 
 
-def _version(session: Session, tenant_id: uuid.UUID, request: JobRequest) -> Any:
+def _version(conn: Connection, tenant_id: uuid.UUID, request: JobRequest) -> Any:
     ref = request.prompt
     assert ref is not None
-    conn = session.connection()
     where = {"tenant_id": tenant_id, "name": ref.name}
     if ref.version is not None:
         row = conn.execute(_BY_NUMBER, {**where, "version": ref.version}).first()
@@ -69,14 +67,14 @@ def _version(session: Session, tenant_id: uuid.UUID, request: JobRequest) -> Any
 
 
 def resolve(
-    session: Session, tenant_id: uuid.UUID, request: JobRequest
+    conn: Connection, tenant_id: uuid.UUID, request: JobRequest
 ) -> tuple[JobRequest, dict[str, Any]]:
     """The request to run (rendered messages; the version's model, params,
     response_schema, fallbacks and checks unless the request gives its own), and the
     job's `prompt` ({"name", "version"})."""
     ref = request.prompt
     assert ref is not None
-    row = _version(session, tenant_id, request)
+    row = _version(conn, tenant_id, request)
     content: dict[str, Any] = row.content
     render.check_variables(row.variables, ref.variables)
     rendered = render.render([m["content"] for m in content["messages"]], ref.variables)
