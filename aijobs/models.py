@@ -97,6 +97,13 @@ class Job(Base):
         ),
         Index("ix_jobs_error_code", "error_code", "created_at"),
         Index(
+            "ix_jobs_prompt",
+            "tenant_id",
+            text("(prompt ->> 'name')"),
+            "created_at",
+            postgresql_where=text("prompt IS NOT NULL"),
+        ),
+        Index(
             "ix_jobs_waiting_followers",
             "leader_id",
             postgresql_where=text("leader_id IS NOT NULL AND status = 'queued'"),

@@ -201,6 +201,11 @@ def _prompt(conn: Connection, tenant_id: uuid.UUID, name: str) -> RowMapping:
     return row
 
 
+def prompt_id(conn: Connection, tenant_id: uuid.UUID, name: str) -> int:
+    """The prompt's id; NotFound for a missing prompt and for another tenant's alike."""
+    return int(_prompt(conn, tenant_id, name)["id"])
+
+
 def _labels(conn: Connection, ids: list[int]) -> dict[int, dict[str, Any]]:
     found: dict[int, dict[str, Any]] = {}
     for row in conn.execute(_LABELS, {"ids": ids}).mappings():

@@ -1,14 +1,18 @@
-"""/v1/prompts: versions (create, read), labels (move), and the list of a tenant's
-prompts. Versions are immutable: there is no route that changes or deletes one."""
+"""/v1/prompts: versions (create, read), labels (move), the list of a tenant's
+prompts, and per-version stats. Versions are immutable: no route changes or deletes
+one."""
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 
+from aijobs.errors import InvalidRequest
 from aijobs.prompts import service
+from aijobs.prompts import stats as prompt_stats
 from aijobs.prompts.reference import LABEL_PATTERN, NAME_PATTERN
 from aijobs.prompts.schemas import LabelTarget, VersionCreate
 from api.deps import SessionDep, TenantDep
@@ -69,3 +73,19 @@ def set_label(
     name: NamePath, label: LabelPath, body: LabelTarget, tenant: TenantDep, session: SessionDep
 ) -> dict[str, Any]:
     return service.set_label(session, tenant.id, name, label, body)
+
+
+@router.get("/{name}/stats")
+def get_stats(
+    name: NamePath,
+    tenant: TenantDep,
+    session: SessionDep,
+    start: date | None = None,
+    end: Annotated[date | None, Query(description="exclusive")] = None,
+) -> dict[str, Any]:
+    """Per version, over jobs created in [start, end) (UTC days; the last 30 by default)."""
+    end = end or datetime.now(UTC).date() + timedelta(days=1)
+    start = start or end - timedelta(days=30)
+    if not start < end or end - start > timedelta(days=366):
+        raise InvalidRequest("start must come before end, at most 366 days apart")
+    return prompt_stats.stats(session, tenant.id, name, start=start, end=end)

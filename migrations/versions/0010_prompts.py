@@ -90,9 +90,17 @@ def upgrade() -> None:
     op.add_column(
         "jobs", sa.Column("prompt", postgresql.JSONB(astext_type=sa.Text()), nullable=True)
     )
+    # A prompt's stats read its jobs by name and creation time (partial: most jobs name none).
+    op.create_index(
+        "ix_jobs_prompt",
+        "jobs",
+        ["tenant_id", sa.text("(prompt ->> 'name')"), "created_at"],
+        postgresql_where=sa.text("prompt IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_jobs_prompt", table_name="jobs")
     op.drop_column("jobs", "prompt")
     op.drop_table("prompt_labels")
     op.drop_table("prompt_versions")

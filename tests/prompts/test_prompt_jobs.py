@@ -232,3 +232,33 @@ def test_the_default_label_is_production(client: Client, label: str | None) -> N
     assert missing.status_code == 422 and missing.json()["code"] == "unknown_prompt"
     put_label(client, name, "production", {"version": 1})
     assert client.submit({"prompt": ref}).json()["prompt"]["version"] == 1
+
+
+def test_stats_per_version(make_client: Any) -> None:
+    client, other = make_client(), make_client()
+    name = unique_name()
+    create(client, name, version_body("A {{x}}"))
+    create(client, name, version_body("B {{x}}"))
+    x = unique("stats")
+    submitted = [
+        client.submit({"prompt": {"name": name, "version": v, "variables": {"x": value}}})
+        for v, value in ((1, x), (1, x + " again"), (2, x + " [status:400]"))
+    ]
+    ended = [client.wait(response.json()["id"]) for response in submitted]
+    assert [job["status"] for job in ended] == ["succeeded", "succeeded", "failed"]
+    hit = client.submit({"prompt": {"name": name, "version": 1, "variables": {"x": x}}}).json()
+    assert hit["cache_hit"] is True
+    stats = client.http.get(f"/v1/prompts/{name}/stats").json()
+    one, two = stats["versions"]
+    assert one["version"] == 1 and one["jobs"] == 3 and one["succeeded"] == 3
+    assert one["cache_hits"] == 1 and one["failed"] == 0 and one["failed_by_code"] == {}
+    assert float(one["cost_usd"]) > 0
+    assert one["latency_ms"]["p50"] is not None and one["latency_ms"]["p95"] >= 0
+    assert two["version"] == 2 and two["jobs"] == 1 and two["failed"] == 1
+    assert two["failed_by_code"] == {"provider_error": 1}
+    assert two["checks_passed"] is None and two["feedback"] == {}
+    assert other.http.get(f"/v1/prompts/{name}/stats").status_code == 404
+    bad = client.http.get(
+        f"/v1/prompts/{name}/stats", params={"start": "2026-01-02", "end": "2026-01-01"}
+    )
+    assert bad.status_code == 422
