@@ -262,3 +262,20 @@ def test_stats_per_version(make_client: Any) -> None:
         f"/v1/prompts/{name}/stats", params={"start": "2026-01-02", "end": "2026-01-01"}
     )
     assert bad.status_code == 422
+
+
+def test_an_idempotency_key_covers_the_request_as_sent(client: Client) -> None:
+    """The body hash is over the prompt reference and variables, not the rendered
+    version: a key under a random split replays its job whatever the next pick is."""
+    name = unique_name()
+    create(client, name, version_body("One: {{text}}"))
+    create(client, name, version_body("Two: {{text}}"))
+    put_label(client, name, "production", {"split": {"1": 50, "2": 50}})
+    body = prompt_job(name, {"text": unique("idem")})
+    key = {"Idempotency-Key": unique("key")}
+    first = client.submit(body, headers=key).json()
+    for _ in range(10):
+        again = client.submit(body, headers=key)
+        assert again.status_code == 202 and again.json()["id"] == first["id"]
+    changed = client.submit(prompt_job(name, {"text": unique("other")}), headers=key)
+    assert changed.status_code == 422 and changed.json()["code"] == "idempotency_conflict"
