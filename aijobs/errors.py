@@ -73,3 +73,26 @@ class IdempotencyConflict(AppError):
     status = 422
     code = "idempotency_conflict"
     title = "Idempotency-Key reused with a different body"
+
+
+class UnknownPrompt(AppError):
+    status = 422
+    code = "unknown_prompt"
+    title = "Unknown prompt"
+
+
+class CheckFailed(AppError):
+    """An input check refused the request at submit (the output's own failure is a
+    job error with the same code)."""
+
+    status = 422
+    code = "check_failed"
+    title = "Check failed"
+
+
+class Unsupported(AppError):
+    """The request is valid, but this deployment (or the chosen provider) cannot serve it."""
+
+    status = 422
+    code = "unsupported"
+    title = "Unsupported"

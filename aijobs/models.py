@@ -1,5 +1,6 @@
 """SQLAlchemy models: tenants, their API keys, jobs, one attempt row per provider call,
-and the webhook deliveries of finished jobs with one row per delivery attempt."""
+the webhook deliveries of finished jobs with one row per delivery attempt, and
+prompts with their versions and labels."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     ForeignKey,
@@ -95,6 +97,13 @@ class Job(Base):
         ),
         Index("ix_jobs_error_code", "error_code", "created_at"),
         Index(
+            "ix_jobs_prompt",
+            "tenant_id",
+            text("(prompt ->> 'name')"),
+            "created_at",
+            postgresql_where=text("prompt IS NOT NULL"),
+        ),
+        Index(
             "ix_jobs_waiting_followers",
             "leader_id",
             postgresql_where=text("leader_id IS NOT NULL AND status = 'queued'"),
@@ -158,6 +167,8 @@ class Job(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     lease_owner: Mapped[str | None] = mapped_column(String(120))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # {"name", "version"} of the prompt version the job was rendered from, or None.
+    prompt: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
 
 class Attempt(Base):
@@ -322,3 +333,48 @@ class WebhookAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     response_body: Mapped[str | None] = mapped_column(Text)  # the first KiB
+
+
+class Prompt(Base):
+    """A tenant's named template; its row is the lock that numbers its versions."""
+
+    __tablename__ = "prompts"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    latest_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class PromptVersion(Base):
+    """One immutable version: messages with placeholders, model, params, checks, note."""
+
+    __tablename__ = "prompt_versions"
+
+    prompt_id: Mapped[int] = mapped_column(
+        ForeignKey("prompts.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    variables: Mapped[list[str]] = mapped_column(JSONB)
+    # sha256 of the canonical content: "unchanged since the latest version" in one compare.
+    content_hash: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class PromptLabel(Base):
+    """A movable name for a version (`production`), or a weighted split between versions."""
+
+    __tablename__ = "prompt_labels"
+    __table_args__ = (CheckConstraint("(version IS NULL) <> (split IS NULL)", name="one_target"),)
+
+    prompt_id: Mapped[int] = mapped_column(
+        ForeignKey("prompts.id", ondelete="CASCADE"), primary_key=True
+    )
+    label: Mapped[str] = mapped_column(String(50), primary_key=True)
+    version: Mapped[int | None] = mapped_column(Integer)
+    split: Mapped[dict[str, int] | None] = mapped_column(JSONB)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

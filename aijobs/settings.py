@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     webhook_threads: int = Field(default=16, ge=1)
     data_dir: Path = Path(".aijobs")
 
+    # Prompts: versions per prompt, and the bytes of all of a tenant's versions together.
+    prompt_max_versions: int = Field(default=1000, ge=1)
+    prompt_max_bytes_per_tenant: int = Field(default=64 * 1024 * 1024, ge=1)
+    # The `aijobs prompts` commands talk to this API with this tenant key.
+    api_url: str = "http://127.0.0.1:8000"
+    api_key: str | None = None
+
     openai_api_key: str | None = Field(
         default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "AIJOBS_OPENAI_API_KEY")
     )

@@ -29,3 +29,25 @@ def storable(value: Any) -> Any:
     if isinstance(value, list):
         return [storable(item) for item in value]
     return value
+
+
+def unstorable_path(value: Any, path: str = "") -> str | None:
+    """Where in a JSON value a string (or key) holds U+0000 or a lone surrogate, or None.
+
+    For input that must be refused (422) rather than repaired: a tenant's own text."""
+    if isinstance(value, str):
+        return path or "value" if storable_text(value) != value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if storable_text(str(key)) != key:
+                return where
+            found = unstorable_path(item, where)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = unstorable_path(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None

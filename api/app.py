@@ -15,6 +15,7 @@ from api.routes import (
     admin_webhooks,
     health,
     jobs,
+    prompts,
     usage,
     webhook_deliveries,
 )
@@ -43,6 +44,7 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(usage.router)
+    app.include_router(prompts.router)
     app.include_router(admin_jobs.router)
     app.include_router(admin_tenants.router)
     app.include_router(webhook_deliveries.router)

@@ -11,7 +11,7 @@ from decimal import Decimal
 from aijobs.errors import AppError
 from aijobs.settings import get_settings
 from cli import dev as dev_command
-from cli import keys, processes, reports, triage
+from cli import keys, processes, prompts, reports, triage
 
 
 def _configure_logging(command: str) -> None:
@@ -90,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--days", type=int, default=30)
     report.add_argument("--scale", type=float, default=1.0)
     report.set_defaults(func=reports.cmd_usage)
+
+    prompts.add_commands(sub)
 
     stats = sub.add_parser("stats", help="queue depth, jobs by status, latency, spend per hour")
     stats.set_defaults(func=reports.cmd_stats)

@@ -72,6 +72,8 @@ class FakeOpenAI:
         self.max_in_flight: Counter[str] = Counter()
         self.call_times: dict[str, list[float]] = {}
         self.caps: dict[str, list[dict[str, int]]] = {}
+        # The messages (and the rest of the body) of each chat call, by its key.
+        self.bodies: dict[str, list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self.server = _Server(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -99,6 +101,11 @@ class FakeOpenAI:
     def count_model(self, key: str, model: str) -> int:
         with self._lock:
             return self.model_calls[(key, model)]
+
+    def received(self, key: str) -> list[dict[str, Any]]:
+        """The chat request bodies received with this key (last user message), in order."""
+        with self._lock:
+            return list(self.bodies.get(key, []))
 
     def caps_seen(self, key: str) -> list[dict[str, int]]:
         with self._lock:
@@ -201,6 +208,8 @@ class FakeOpenAI:
                 users = [m["content"] for m in messages if m.get("role") == "user"]
                 key = users[-1] if users else ""
                 n = fake._record(key, payload.get("model", ""), payload)
+                with fake._lock:
+                    fake.bodies.setdefault(key, []).append(payload)
                 if self._fault(key, n, payload.get("model", "")):
                     return
                 directives = dict(DIRECTIVE.findall(key))

@@ -13,8 +13,20 @@ from sqlalchemy import Connection, text
 
 from aijobs.money import usd
 
-GROUPS = {"day": "(started_at AT TIME ZONE 'utc')::date", "model": "model"}
-SAVING_GROUPS = {"day": "(created_at AT TIME ZONE 'utc')::date", "model": "current_model"}
+# By prompt: "name@version" of the job's prompt ("" for jobs that named none).
+_PROMPT_KEY = "coalesce({j}prompt ->> 'name' || '@' || ({j}prompt ->> 'version'), '')"
+GROUPS = {
+    "day": "(started_at AT TIME ZONE 'utc')::date",
+    "model": "model",
+    "prompt": "(SELECT {} FROM jobs j WHERE j.id = attempts.job_id)".format(
+        _PROMPT_KEY.format(j="j.")
+    ),
+}
+SAVING_GROUPS = {
+    "day": "(created_at AT TIME ZONE 'utc')::date",
+    "model": "current_model",
+    "prompt": _PROMPT_KEY.format(j=""),
+}
 
 
 @dataclass

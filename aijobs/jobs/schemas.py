@@ -22,7 +22,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from aijobs.checks.schemas import Checks
 from aijobs.jobs.structured import check_limits, check_refs
+from aijobs.prompts.reference import PromptRef
 
 TASKS = ("chat", "embed")
 MAX_WALK_DEPTH = 64  # deeper bodies are refused here; response_schema allows 32 levels
@@ -107,7 +109,8 @@ class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # "<provider>/<name>"; checked against the price table (unknown_model) at submit.
-    model: str = Field(min_length=1, max_length=200)
+    # Required unless a prompt is named (its version gives the model; "" = not given).
+    model: str = Field(default="", max_length=200)
     # Addition to SPEC: models to try, in order, when a model's attempts end in a
     # retryable error. Each gets its own max_attempts.
     fallbacks: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(
@@ -123,6 +126,11 @@ class JobRequest(BaseModel):
     max_attempts: int = Field(default=3, ge=1, le=10)
     timeout_s: float = Field(default=60, gt=0, le=600)
     metadata: dict[str, str] = Field(default_factory=dict)
+    # Instead of messages: a prompt version rendered with these variables (subject keeps
+    # a split label's pick sticky). Guardrails: accepted and validated, run by the worker.
+    prompt: PromptRef | None = None
+    subject: str | None = Field(default=None, min_length=1, max_length=200)
+    checks: Checks = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -192,6 +200,14 @@ class JobRequest(BaseModel):
 
     @model_validator(mode="after")
     def _task_shape(self) -> JobRequest:
+        if self.prompt is not None:
+            if self.task != "chat" or self.messages is not None or self.input is not None:
+                raise ValueError("a job naming a prompt is a chat job without messages or input")
+            return self
+        if not self.model:
+            raise ValueError("model is required (or name a prompt)")
+        if self.subject is not None:
+            raise ValueError("subject applies to jobs naming a prompt")
         if self.task == "chat":
             if not self.messages:
                 raise ValueError("a chat job needs messages")

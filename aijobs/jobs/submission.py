@@ -17,10 +17,12 @@ from sqlalchemy.orm import Session
 
 from aijobs.billing import budget
 from aijobs.billing.pricing import price_for
-from aijobs.errors import AppError, Conflict, IdempotencyConflict, InvalidRequest
+from aijobs.checks.schemas import judge_models
+from aijobs.errors import Conflict, IdempotencyConflict, InvalidRequest, Unsupported
 from aijobs.jobs import transitions
 from aijobs.jobs.fingerprint import body_hash, fingerprint
 from aijobs.jobs.schemas import JobRequest
+from aijobs.prompts.resolve import resolve as resolve_prompt
 from aijobs.settings import get_settings
 from aijobs.webhooks.ssrf import literal_target_refused
 
@@ -60,14 +62,6 @@ PROVIDER_KEYS = {
 }
 
 
-class Unsupported(AppError):
-    """The request is valid, but this deployment cannot serve it."""
-
-    status = 422
-    code = "unsupported"
-    title = "Unsupported"
-
-
 @dataclass(frozen=True)
 class Submitted:
     row: dict[str, Any]
@@ -88,6 +82,8 @@ def check_submittable(request: JobRequest, *, refuse_unconfigured: bool = False)
     here could run is refused now, not failed later)."""
     if request.model in request.fallbacks:
         raise InvalidRequest("fallbacks must not repeat the model")
+    for model in judge_models(request.checks):
+        price_for(model)  # unknown_model
     for model in request.models():
         price = price_for(model)
         if price.mode != MODE_FOR_TASK[request.task]:
@@ -165,12 +161,24 @@ def submit(
     """A new job (or a cache hit, a follower, an Idempotency-Key's earlier job). The API
     passes `refuse_unconfigured`: its settings are the deployment's. An in-process
     caller (a test, a benchmark) may submit for workers configured elsewhere."""
+    original = request  # what an Idempotency-Key's body hash covers
+    prompt = None
+    own_unit = not session.in_transaction() and isinstance(session.get_bind(), Engine)
+    fast_path = idempotency_key is None and not budgeted and own_unit
+    if request.prompt is not None:
+        # On the fast path the prompt is read in autocommit too (versions are immutable).
+        reader = (
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            if fast_path
+            else session.connection()
+        )
+        request, prompt = resolve_prompt(reader, tenant_id, request)
     check_submittable(request, refuse_unconfigured=refuse_unconfigured)
     if budgeted:
         budget.refuse_if_over(session.connection(), tenant_id)
     job_id = uuid.uuid4()
     if idempotency_key is not None:
-        earlier = _replayed(session, tenant_id, idempotency_key, request, job_id)
+        earlier = _replayed(session, tenant_id, idempotency_key, original, job_id)
         if earlier is not None:
             return Submitted(dict(transitions.submitted(session.connection(), earlier)), False)
     params = {
@@ -185,13 +193,17 @@ def submit(
         "timeout_s": Decimal(str(request.timeout_s)),
         "fingerprint": fingerprint(tenant_id, request) if request.cache else None,
         "reserve_usd": budget.reservations(request),
+        "prompt": prompt,
     }
-    own_unit = not session.in_transaction() and isinstance(session.get_bind(), Engine)
-    if idempotency_key is None and not budgeted and own_unit:
+    if fast_path:
         # Most submits are this one statement: run it in autocommit, which saves the
         # BEGIN and COMMIT round trips. (Following a leader takes a transaction; a
         # session bound to a caller's connection is part of the caller's.)
-        fast = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        fast = (
+            session.connection()  # autocommit already, from reading the prompt
+            if prompt
+            else session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        )
         inserted = transitions.insert(fast, params)
         if inserted is not None:
             return Submitted(dict(inserted), publish=inserted["status"] == "queued")

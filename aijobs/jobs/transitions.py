@@ -51,7 +51,7 @@ TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 _COLUMNS = """id, tenant_id, status, model, current_model, model_attempts, task, request,
     metadata, webhook_url, max_attempts, timeout_s, attempts, input_tokens, output_tokens,
     cost_usd, cache_hit, saved_usd, fingerprint, leader_id, followers, result, started_at,
-    finished_at, created_at, enqueued_at, reserve_usd"""
+    finished_at, created_at, enqueued_at, reserve_usd, prompt"""
 
 # What a submit returns: the job to show, and what the API counts it by.
 _RETURNING = ", ".join((*VIEW_COLUMNS, "leader_id", "saved_usd"))
@@ -71,7 +71,8 @@ _INSERT = text(
            :max_attempts, :timeout_s, 0, 0, 0, 0, hit.result IS NOT NULL,
            coalesce(hit.cost_usd, 0), :fingerprint, NULL, 0, hit.result,
            CASE WHEN hit.result IS NULL THEN NULL ELSE now() END,
-           CASE WHEN hit.result IS NULL THEN NULL ELSE now() END, now(), now(), :reserve_usd
+           CASE WHEN hit.result IS NULL THEN NULL ELSE now() END, now(), now(), :reserve_usd,
+           :prompt
     FROM (SELECT 1) AS one LEFT JOIN hit ON true
     ON CONFLICT (tenant_id, fingerprint)
         WHERE leader_id IS NULL AND status IN ('queued', 'running') DO NOTHING
@@ -81,6 +82,7 @@ _INSERT = text(
     bindparam("request", type_=JSONB),
     bindparam("metadata", type_=JSONB),
     bindparam("reserve_usd", type_=JSONB),
+    bindparam("prompt", type_=JSONB(none_as_null=True)),
 )
 
 # Count one more follower on the live leader of the same request (not the job itself):
@@ -98,13 +100,14 @@ _INSERT_FOLLOWER = text(
     INSERT INTO jobs ({_COLUMNS})
     VALUES (:id, :tenant_id, 'queued', :model, :model, 0, :task, :request, :metadata,
             :webhook_url, :max_attempts, :timeout_s, 0, 0, 0, 0, false, 0, :fingerprint,
-            :leader_id, 0, NULL, NULL, NULL, now(), now(), :reserve_usd)
+            :leader_id, 0, NULL, NULL, NULL, now(), now(), :reserve_usd, :prompt)
     RETURNING {_RETURNING}
     """
 ).bindparams(
     bindparam("request", type_=JSONB),
     bindparam("metadata", type_=JSONB),
     bindparam("reserve_usd", type_=JSONB),
+    bindparam("prompt", type_=JSONB(none_as_null=True)),
 )
 _SUBMITTED = text(f"SELECT {_RETURNING} FROM jobs WHERE id = :id")
 

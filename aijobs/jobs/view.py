@@ -47,6 +47,7 @@ VIEW_COLUMNS = (
     "webhook_status",
     "webhook_attempts",
     "purged",
+    "prompt",
 )
 
 
@@ -86,4 +87,5 @@ def view(row: Mapping[str, Any]) -> dict[str, Any]:
         "webhook": webhook,
         # SPEC's Retention: the request and result were removed (result is null).
         "purged": row["purged"],
+        "prompt": row["prompt"],  # {"name", "version"} of the prompt it ran, or None
     }

@@ -22,7 +22,7 @@ def get_usage(
     session: SessionDep,
     start: date | None = None,
     end: Annotated[date | None, Query(description="exclusive")] = None,
-    group_by: Literal["day", "model"] = "day",
+    group_by: Literal["day", "model", "prompt"] = "day",
 ) -> dict[str, Any]:
     end = end or datetime.now(UTC).date() + timedelta(days=1)
     start = start or end - timedelta(days=30)
@@ -35,7 +35,15 @@ def get_usage(
         "start": start.isoformat(),
         "end": end.isoformat(),
         "group_by": group_by,
-        "data": [{group_by: key, **line.as_json()} for key, line in result.lines.items()],
+        "data": [{**_group(group_by, key), **line.as_json()} for key, line in result.lines.items()],
         "total": result.total.as_json(),
         "budget": {"daily": daily.as_json(), "monthly": monthly.as_json()},
     }
+
+
+def _group(group_by: str, key: str) -> dict[str, Any]:
+    """By prompt: {"prompt": {"name", "version"}} (null for jobs that named none)."""
+    if group_by != "prompt":
+        return {group_by: key}
+    name, _, version = key.rpartition("@")
+    return {"prompt": {"name": name, "version": int(version)} if name else None}

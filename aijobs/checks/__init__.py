@@ -1,0 +1,1 @@
+"""Checks: guardrails a job's output (or input) must pass."""

@@ -1,0 +1,1 @@
+"""Prompts: per-tenant templates with immutable numbered versions and movable labels."""

@@ -1,0 +1,82 @@
+"""How each version of a prompt does, from its jobs: counts, outcomes by error code,
+cost and latency. Checks passed and feedback join in when those exist."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from aijobs.money import usd
+from aijobs.prompts.service import prompt_id
+
+# Latency: from submit to the end, what a client waits (ended jobs only). Jobs answered
+# from the cache count, at their (near zero) latency and zero cost.
+_BY_VERSION = text(
+    """
+    SELECT (prompt ->> 'version')::int AS version, count(*) AS jobs,
+           count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+           count(*) FILTER (WHERE status = 'failed') AS failed,
+           count(*) FILTER (WHERE cache_hit) AS cache_hits,
+           coalesce(sum(cost_usd), 0) AS cost_usd,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY finished_at - created_at)
+               FILTER (WHERE finished_at IS NOT NULL) AS p50,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY finished_at - created_at)
+               FILTER (WHERE finished_at IS NOT NULL) AS p95
+    FROM jobs
+    WHERE tenant_id = :tenant_id AND prompt ->> 'name' = :name AND prompt IS NOT NULL
+      AND created_at >= :start AND created_at < :end
+    GROUP BY 1 ORDER BY 1
+    """
+)
+_FAILED_BY_CODE = text(
+    """
+    SELECT (prompt ->> 'version')::int AS version, error_code, count(*) AS n
+    FROM jobs
+    WHERE tenant_id = :tenant_id AND prompt ->> 'name' = :name AND prompt IS NOT NULL
+      AND created_at >= :start AND created_at < :end AND status = 'failed'
+    GROUP BY 1, 2
+    """
+)
+
+
+def _ms(interval: timedelta | None) -> int | None:
+    return None if interval is None else round(interval.total_seconds() * 1000)
+
+
+def stats(
+    session: Session, tenant_id: uuid.UUID, name: str, *, start: date, end: date
+) -> dict[str, Any]:
+    """Per version with jobs in [start, end) (UTC days), in version order."""
+    conn = session.connection()
+    prompt_id(conn, tenant_id, name)  # 404 for a missing (or another tenant's) prompt
+    params = {
+        "tenant_id": tenant_id,
+        "name": name,
+        "start": datetime.combine(start, time(), UTC),
+        "end": datetime.combine(end, time(), UTC),
+    }
+    failed: dict[int, dict[str, int]] = {}
+    for row in conn.execute(_FAILED_BY_CODE, params):
+        failed.setdefault(row.version, {})[row.error_code or "unknown"] = int(row.n)
+    versions = [
+        {
+            "version": row.version,
+            "jobs": int(row.jobs),
+            "succeeded": int(row.succeeded),
+            "failed": int(row.failed),
+            "failed_by_code": failed.get(row.version, {}),
+            "cache_hits": int(row.cache_hits),
+            # Not measured until checks run and feedback exists.
+            "checks_passed": None,
+            "feedback": {},
+            "cost_usd": usd(Decimal(row.cost_usd)),
+            "latency_ms": {"p50": _ms(row.p50), "p95": _ms(row.p95)},
+        }
+        for row in conn.execute(_BY_VERSION, params)
+    ]
+    return {"name": name, "start": start.isoformat(), "end": end.isoformat(), "versions": versions}
