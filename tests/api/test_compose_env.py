@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]  # the dev extra pins PyYAML; no stubs needed
 
+from aijobs.errors import Unsupported
 from aijobs.jobs import submission
 from aijobs.jobs.schemas import JobRequest
 from aijobs.settings import Settings, get_settings
@@ -118,7 +119,7 @@ def test_a_host_with_no_variables_gives_unset_settings(name: str, container: Any
     if name == "api":
         # No OpenAI key on this deployment: its models answer 422 unsupported at submit.
         request = JobRequest.model_validate(chat("hi", model="openai/gpt-4o-mini"))
-        with pytest.raises(submission.Unsupported) as refused:
+        with pytest.raises(Unsupported) as refused:
             submission.check_submittable(request, refuse_unconfigured=True)
         assert str(refused.value) == (
             "openai/gpt-4o-mini: OPENAI_API_KEY is not set on this deployment"
