@@ -174,3 +174,27 @@ def test_empty_values_are_unset_settings(container: Any) -> None:
     assert settings.admin_token is None and settings.sentry_dsn is None
     assert settings.pricing_file is None and settings.broker_url is None
     assert settings.webhook_allow_hosts == ""  # not optional: "" is its value
+
+
+def test_an_empty_base_url_in_the_environment_is_the_default_endpoint(container: Any) -> None:
+    """`OPENAI_BASE_URL=` exported outside compose: the SDK, left to itself, would read
+    the variable and take "" as its base URL."""
+    from worker.providers import anthropic_provider, openai_provider
+
+    container(
+        {
+            "OPENAI_API_KEY": "k",
+            "OPENAI_BASE_URL": "",
+            "ANTHROPIC_API_KEY": "k",
+            "ANTHROPIC_BASE_URL": "",
+        }
+    )
+    for provider, default in (
+        (openai_provider, "https://api.openai.com/v1/"),
+        (anthropic_provider, "https://api.anthropic.com"),
+    ):
+        provider._client.cache_clear()
+        try:
+            assert str(provider._client().base_url) == default
+        finally:
+            provider._client.cache_clear()

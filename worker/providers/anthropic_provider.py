@@ -24,6 +24,10 @@ from worker.providers.base import (
     unexpected_shape,
 )
 
+# Passed explicitly: left to itself the SDK reads its own environment variable, where
+# an empty value (compose's `${VAR:-}`) would be taken as the base URL.
+ANTHROPIC_DEFAULT_BASE_URL = "https://api.anthropic.com"
+
 
 @lru_cache
 def _client() -> anthropic.AsyncAnthropic:
@@ -34,7 +38,7 @@ def _client() -> anthropic.AsyncAnthropic:
         )
     return anthropic.AsyncAnthropic(
         api_key=settings.anthropic_api_key,
-        base_url=settings.anthropic_base_url,
+        base_url=settings.anthropic_base_url or ANTHROPIC_DEFAULT_BASE_URL,
         max_retries=0,
         http_client=anthropic.DefaultAsyncHttpxClient(limits=connection_limits()),
     )

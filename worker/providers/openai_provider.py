@@ -21,6 +21,10 @@ from worker.providers.base import (
     unexpected_shape,
 )
 
+# Passed explicitly: left to itself the SDK reads its own environment variable, where
+# an empty value (compose's `${VAR:-}`) would be taken as the base URL.
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
 
 @lru_cache
 def _client() -> openai.AsyncOpenAI:
@@ -31,7 +35,7 @@ def _client() -> openai.AsyncOpenAI:
         )
     return openai.AsyncOpenAI(
         api_key=settings.openai_api_key,
-        base_url=settings.openai_base_url,
+        base_url=settings.openai_base_url or OPENAI_DEFAULT_BASE_URL,
         max_retries=0,
         http_client=openai.DefaultAsyncHttpxClient(limits=connection_limits()),
     )
