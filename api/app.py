@@ -11,6 +11,7 @@ from api.request_id import RequestIdMiddleware
 from api.routes import (
     admin_jobs,
     admin_page,
+    admin_prompts,
     admin_tenants,
     admin_webhooks,
     health,
@@ -50,6 +51,7 @@ def create_app() -> FastAPI:
     app.include_router(webhook_deliveries.router)
     app.include_router(admin_webhooks.router)
     app.include_router(admin_page.router)
+    app.include_router(admin_prompts.pages)
     app.add_exception_handler(admin_session.LoginRequired, admin_session.to_login)
     return app
 

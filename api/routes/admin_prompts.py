@@ -1,0 +1,166 @@
+"""/admin/ui/prompts: the admin page's prompts. Every tenant's prompts with their labels;
+one prompt's versions, labels and per-version stats, and two versions side by side; the
+way from a job's page to the version it ran. Read only: versions and labels change
+through the tenant API (or `aijobs prompts push`), never here.
+
+Prompt text is tenant data: the templates only ever print it autoescaped (the diff is
+plain text and flags from aijobs.prompts.diff, never markup)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse
+from starlette.responses import Response
+
+from aijobs.errors import NotFound
+from aijobs.jobs import triage
+from aijobs.models import Tenant
+from aijobs.prompts import catalog, diff, service
+from aijobs.prompts import stats as prompt_stats
+from api import admin_session
+from api.deps import SessionDep
+from api.routes.admin_page import HEADERS, _page
+
+# Pages only (GET): a session, else 303 to the login. Nothing here posts.
+pages = APIRouter(
+    prefix="/admin",
+    include_in_schema=False,
+    dependencies=[Depends(admin_session.require_session)],
+)
+PAGE_SIZE = 100
+STATS_DAYS = 30
+
+
+def _shares(split: dict[str, int]) -> list[tuple[int, str]]:
+    """A split's versions with their share of the weight, as the page prints it."""
+    total = sum(split.values())
+    return [(int(version), f"{weight * 100 / total:.3g}%") for version, weight in split.items()]
+
+
+def _label_text(target: int | dict[str, Any]) -> str:
+    if isinstance(target, int):
+        return f"v{target}"
+    return "split " + ", ".join(f"v{v} {share}" for v, share in _shares(target["split"]))
+
+
+def _labels_by_version(labels: dict[str, Any]) -> dict[int, list[str]]:
+    """Which labels send traffic to each version (a split's with the version's share)."""
+    found: dict[int, list[str]] = {}
+    for label, target in labels.items():
+        if isinstance(target, int):
+            found.setdefault(target, []).append(label)
+        else:
+            for version, share in _shares(target["split"]):
+                found.setdefault(version, []).append(f"{label} ({share})")
+    return found
+
+
+def _error(request: Request, message: str, status_code: int = 404) -> Response:
+    return _page(request, "error.html", {"error": message}, status_code=status_code)
+
+
+def prompt_path(tenant_id: uuid.UUID | str, name: str) -> str:
+    return f"/admin/ui/prompts/{tenant_id}/{quote(name, safe='')}"
+
+
+@pages.get("/ui/prompts")
+def prompts_page(
+    request: Request, session: SessionDep, tenant: str = "", cursor: str = ""
+) -> Response:
+    after = int(cursor) if cursor.isdecimal() and len(cursor) < 19 else None
+    rows, next_cursor = catalog.list_all(
+        session, tenant=tenant.strip() or None, limit=PAGE_SIZE, cursor=after
+    )
+    for row in rows:
+        row["path"] = prompt_path(row["tenant_id"], row["name"])
+        row["labels_shown"] = [(k, _label_text(v)) for k, v in row["labels"].items()]
+    return _page(
+        request,
+        "prompts.html",
+        {"prompts": rows, "tenant": tenant, "next_cursor": next_cursor or ""},
+    )
+
+
+def _number(value: str) -> int | None:
+    return int(value) if value.isdecimal() and len(value) < 10 else None
+
+
+def _pair(numbers: list[int], a: str, b: str) -> tuple[int, int, str]:
+    """The two versions to compare: as asked, else the last two (or the one before b).
+    An unknown version falls back to those, with a note saying so."""
+    wanted_b, wanted_a = _number(b), _number(a)
+    note = ""
+    for asked, value in ((a, wanted_a), (b, wanted_b)):
+        if asked and value not in numbers:
+            note = f"There is no version {asked!r}; showing the default comparison."
+    new = wanted_b if wanted_b in numbers else numbers[0]
+    below = [n for n in numbers if n < new]
+    old = wanted_a if wanted_a in numbers else (below[0] if below else new)
+    assert old is not None
+    return old, new, note
+
+
+def _stats(session: SessionDep, tenant_id: uuid.UUID, name: str) -> dict[int, dict[str, Any]]:
+    end = datetime.now(UTC).date() + timedelta(days=1)
+    found = prompt_stats.stats(
+        session, tenant_id, name, start=end - timedelta(days=STATS_DAYS), end=end
+    )
+    return {row["version"]: row for row in found["versions"]}
+
+
+@pages.get("/ui/prompts/{tenant_id}/{name}")
+def prompt_page(
+    request: Request, session: SessionDep, tenant_id: str, name: str, a: str = "", b: str = ""
+) -> Response:
+    try:
+        owner = uuid.UUID(tenant_id)
+        outline = catalog.outline(session, owner, name)
+    except ValueError:
+        return _error(request, f"no tenant {tenant_id!r}")
+    except NotFound as exc:
+        return _error(request, exc.detail)
+    tenant = session.get(Tenant, owner)
+    numbers = [v["version"] for v in outline["versions"]]
+    old_number, new_number, note = _pair(numbers, a, b)
+    old = service.get_version(session, owner, name, old_number)
+    new = service.get_version(session, owner, name, new_number)
+    labelled = _labels_by_version(outline["labels"])
+    stats = _stats(session, owner, name)
+    for version in outline["versions"]:
+        version["labels"] = labelled.get(version["version"], [])
+        version["stats"] = stats.get(version["version"])
+    return _page(
+        request,
+        "prompt.html",
+        {
+            "tenant": tenant.name if tenant else "",
+            "tenant_id": str(owner),
+            "prompt": outline,
+            "labels_shown": [(k, _label_text(v)) for k, v in outline["labels"].items()],
+            "path": prompt_path(owner, name),
+            "old": old,
+            "new": new,
+            "diff": diff.side_by_side(old, new),
+            "note": note,
+            "stats_days": STATS_DAYS,
+        },
+    )
+
+
+@pages.get("/ui/jobs/{job_id}/prompt")
+def job_prompt(request: Request, session: SessionDep, job_id: str) -> Response:
+    """The prompt page at the version the job ran (compared with the one before it)."""
+    try:
+        job = triage.get(session, job_id)
+    except NotFound as exc:
+        return _error(request, exc.detail)
+    if not job.prompt:
+        return _error(request, "this job did not run a prompt")
+    path = prompt_path(job.tenant_id, job.prompt["name"])
+    version = int(job.prompt["version"])
+    return RedirectResponse(f"{path}?b={version}#version-{version}", 303, headers=HEADERS)
