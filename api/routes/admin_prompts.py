@@ -94,10 +94,14 @@ def _pair(numbers: list[int], a: str, b: str) -> tuple[int, int, str]:
     """The two versions to compare: as asked, else the last two (or the one before b).
     An unknown version falls back to those, with a note saying so."""
     wanted_b, wanted_a = _number(b), _number(a)
+    unknown = [
+        repr(asked)
+        for asked, value in ((a, wanted_a), (b, wanted_b))
+        if asked and value not in numbers
+    ]
     note = ""
-    for asked, value in ((a, wanted_a), (b, wanted_b)):
-        if asked and value not in numbers:
-            note = f"There is no version {asked!r}; showing the default comparison."
+    if unknown:
+        note = f"There is no version {' or '.join(unknown)}; showing the default comparison."
     new = wanted_b if wanted_b in numbers else numbers[0]
     below = [n for n in numbers if n < new]
     old = wanted_a if wanted_a in numbers else (below[0] if below else new)

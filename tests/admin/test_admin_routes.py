@@ -54,6 +54,7 @@ def test_the_walk_finds_the_admin_routes() -> None:
     assert ("PATCH", "/admin/tenants/{ref}") in API
     assert ("POST", "/admin/ui/jobs/{job_id}/rerun") in PAGES
     assert ("GET", "/admin/ui/tenants") in PAGES
+    assert ("GET", "/admin/ui/prompts/{tenant_id}/{name}") in PAGES
     assert {(m, p) for m, p, _ in ROUTES} >= LOGIN
 
 
