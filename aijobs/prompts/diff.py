@@ -32,6 +32,9 @@ Kind = Literal["equal", "replace", "delete", "insert", "skip", "cut"]
 
 @dataclass(frozen=True)
 class Segment:
+    """A run of a line's text; `changed` marks the words that differ from the line it is
+    paired with (only in a replaced line compared word by word)."""
+
     text: str
     changed: bool
 
@@ -77,8 +80,8 @@ def field_lines(field: str, value: Any) -> list[str]:
 _EMPTY = Side(None, ())
 
 
-def _whole(number: int, text: str, changed: bool) -> Side:
-    return Side(number, (Segment(text, changed),))
+def _whole(number: int, text: str) -> Side:
+    return Side(number, (Segment(text, False),))
 
 
 def _intraline(old: list[str], new: list[str]) -> tuple[tuple[Segment, ...], tuple[Segment, ...]]:
@@ -120,9 +123,7 @@ def _unchanged(old: list[str], i1: int, i2: int, j1: int) -> list[Row]:
     for i in shown:
         if skipped and i == i2 - CONTEXT:
             rows.append(Row("skip", _EMPTY, _EMPTY, skipped))
-        rows.append(
-            Row("equal", _whole(i + 1, old[i], False), _whole(j1 + i - i1 + 1, old[i], False))
-        )
+        rows.append(Row("equal", _whole(i + 1, old[i]), _whole(j1 + i - i1 + 1, old[i])))
     return rows
 
 
@@ -179,13 +180,11 @@ def _rows(old: list[str], new: list[str], budget: _Budget) -> list[Row]:
                     cut_old, cut_new = _intraline(words_old, words_new)
                     rows.append(Row("replace", Side(i + 1, cut_old), Side(j + 1, cut_new)))
                 else:
-                    rows.append(
-                        Row("replace", _whole(i + 1, left, True), _whole(j + 1, right, True))
-                    )
+                    rows.append(Row("replace", _whole(i + 1, left), _whole(j + 1, right)))
             elif left is not None:
-                rows.append(Row("delete", _whole(i + 1, left, True), _EMPTY))
+                rows.append(Row("delete", _whole(i + 1, left), _EMPTY))
             elif right is not None:
-                rows.append(Row("insert", _EMPTY, _whole(j + 1, right, True)))
+                rows.append(Row("insert", _EMPTY, _whole(j + 1, right)))
             if len(rows) > MAX_ROWS:
                 break
     if len(rows) > MAX_ROWS:
