@@ -91,9 +91,16 @@ def test_prompts_of_every_tenant_with_versions_labels_and_a_diff(
 
 def test_prompt_text_is_shown_as_text(client: Client, page: Any) -> None:
     name = unique_name()
-    hostile = "<script>alert(1)</script><b id='bold'>bold</b> {{text}}"
-    create(client, name, version_body("plain {{text}}"))
-    create(client, name, version_body(hostile, note="<img src=x id='note-img'>"))
+    hostile = "<script>alert(1)</script><b id='bold'>bold</b>"
+
+    def body(user: str, **extra: Any) -> dict[str, Any]:
+        messages = [{"role": "system", "content": hostile}, {"role": "user", "content": user}]
+        return {"messages": messages, "model": "openai/gpt-4o-mini", **extra}
+
+    # In an unchanged line (the system message), a changed one (its marked words), and
+    # the note of a version.
+    create(client, name, body("plain {{text}}"))
+    create(client, name, body(f"{hostile} {{{{text}}}}", note="<img src=x id='note-img'>"))
     dialogs: list[str] = []
 
     def on_dialog(dialog: Any) -> None:
@@ -104,8 +111,12 @@ def test_prompt_text_is_shown_as_text(client: Client, page: Any) -> None:
     _log_in(page)
     page.goto(f"/admin/ui/prompts?tenant={client.tenant}")
     _row(page, client.tenant, name).locator("td.name a").click()
-    new_side = page.locator("#diff tbody[data-field=messages] tr.row-replace td.text").nth(1)
-    assert new_side.inner_text() == f"  {hostile}"
+    messages = page.locator("#diff tbody[data-field=messages]")
+    unchanged = messages.locator("tr.row-equal td.text").all_inner_texts()
+    assert unchanged[2:4] == [f"  {hostile}", f"  {hostile}"]
+    new_side = messages.locator("tr.row-replace td.text").nth(1)
+    assert new_side.inner_text() == f"  {hostile} {{{{text}}}}"
+    assert hostile in "".join(new_side.locator("mark").all_inner_texts())
     assert page.locator("#versions td.note").first.inner_text() == "<img src=x id='note-img'>"
     # The markup is text: no element was made of it (the CSP would also stop a script;
     # this checks the escaping itself).
