@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from aijobs.prompts.service import _labels, prompt_id
+from aijobs.prompts.service import labels_of, prompt_id
 
 # Keyset pages on (tenant name, prompt name), both unique in their scope; the cursor is
 # the last prompt's id, so it needs no encoding.
@@ -64,7 +64,7 @@ def list_all(
     rows = list(conn.execute(_ALL, params).mappings())
     more = len(rows) > limit
     rows = rows[:limit]
-    labels = _labels(conn, [row["id"] for row in rows])
+    labels = labels_of(conn, [row["id"] for row in rows])
     data = [
         {
             "tenant": row["tenant"],
@@ -95,4 +95,4 @@ def outline(session: Session, tenant_id: uuid.UUID, name: str) -> dict[str, Any]
         }
         for row in conn.execute(_BRIEF, {"prompt_id": found}).mappings()
     ]
-    return {"name": name, "labels": _labels(conn, [found]).get(found, {}), "versions": versions}
+    return {"name": name, "labels": labels_of(conn, [found]).get(found, {}), "versions": versions}

@@ -206,7 +206,8 @@ def prompt_id(conn: Connection, tenant_id: uuid.UUID, name: str) -> int:
     return int(_prompt(conn, tenant_id, name)["id"])
 
 
-def _labels(conn: Connection, ids: list[int]) -> dict[int, dict[str, Any]]:
+def labels_of(conn: Connection, ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The labels of each prompt (by id), as the API shows them."""
     found: dict[int, dict[str, Any]] = {}
     for row in conn.execute(_LABELS, {"ids": ids}).mappings():
         found.setdefault(row["prompt_id"], {})[row["label"]] = label_view(
@@ -222,7 +223,7 @@ def get_prompt(session: Session, tenant_id: uuid.UUID, name: str) -> dict[str, A
         version_view(name, row.version, row.content, row.variables, row.created_at)
         for row in conn.execute(_VERSIONS, {"prompt_id": prompt["id"]})
     ]
-    labels = _labels(conn, [prompt["id"]]).get(prompt["id"], {})
+    labels = labels_of(conn, [prompt["id"]]).get(prompt["id"], {})
     return {"name": name, "labels": labels, "versions": versions}
 
 
@@ -250,7 +251,7 @@ def list_prompts(
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    labels = _labels(conn, [row["id"] for row in rows])
+    labels = labels_of(conn, [row["id"] for row in rows])
     data = [
         {
             "name": row["name"],

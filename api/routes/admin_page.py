@@ -83,7 +83,7 @@ def _timestamp(value: str | None) -> str:
 templates.env.filters["ts"] = _timestamp
 
 
-def _page(
+def render_page(
     request: Request, name: str, context: dict[str, Any], status_code: int = 200
 ) -> HTMLResponse:
     page = admin_session.current(request)
@@ -143,13 +143,13 @@ def admin_root() -> RedirectResponse:
 def login_form(request: Request) -> Response:
     if admin_session.current(request) is not None:
         return _see("/admin/")
-    return _page(request, "login.html", {"error": ""})
+    return render_page(request, "login.html", {"error": ""})
 
 
 @entry.post("/login")
 def login(request: Request, form: FormDep) -> Response:
     if not admin_session.token_matches(_field(form, "token") or ""):
-        return _page(request, "login.html", {"error": "Wrong admin token."}, status_code=401)
+        return render_page(request, "login.html", {"error": "Wrong admin token."}, status_code=401)
     response = _see("/admin/")
     admin_session.start(request, response)
     return response
@@ -186,7 +186,7 @@ def failed_jobs(
     for row, name in rows:
         job = {**view(row), "tenant": name, "age": _age(row["created_at"])}
         groups.setdefault(row["error_code"] or "none", []).append(job)
-    return _page(
+    return render_page(
         request,
         "jobs.html",
         {
@@ -248,7 +248,7 @@ def _preview(
         ids = triage.select_for_rerun(session, where)
     except InvalidRequest as exc:
         ids, note = [], exc.detail
-    return _page(
+    return render_page(
         request,
         "rerun.html",
         {
@@ -297,9 +297,9 @@ def job_page(request: Request, session: SessionDep, job_id: str) -> Response:
     try:
         job = triage.get(session, job_id)
     except NotFound as exc:
-        return _page(request, "error.html", {"error": exc.detail}, status_code=404)
+        return render_page(request, "error.html", {"error": exc.detail}, status_code=404)
     tenant = session.get(Tenant, job.tenant_id)
-    return _page(
+    return render_page(
         request,
         "job.html",
         {
@@ -312,7 +312,9 @@ def job_page(request: Request, session: SessionDep, job_id: str) -> Response:
 
 
 def _job_action(request: Request, job_id: str, error: AppError) -> Response:
-    return _page(request, "error.html", {"error": error.detail, "job_id": job_id}, error.status)
+    return render_page(
+        request, "error.html", {"error": error.detail, "job_id": job_id}, error.status
+    )
 
 
 @forms.post("/ui/jobs/{job_id}/rerun")
@@ -374,12 +376,12 @@ def tenants_page(request: Request, session: SessionDep) -> Response:
                 "monthly": monthly.as_json(),
             }
         )
-    return _page(request, "tenants.html", {"tenants": rows})
+    return render_page(request, "tenants.html", {"tenants": rows})
 
 
 @pages.get("/ui/audit")
 def audit_page(request: Request, session: SessionDep) -> Response:
-    return _page(request, "audit.html", {"audit": audit.recent(session, 200)})
+    return render_page(request, "audit.html", {"audit": audit.recent(session, 200)})
 
 
 # One router for the app to include: the three above, each with its own checks.

@@ -24,7 +24,7 @@ from aijobs.prompts import catalog, diff, service
 from aijobs.prompts import stats as prompt_stats
 from api import admin_session
 from api.deps import SessionDep
-from api.routes.admin_page import HEADERS, _page
+from api.routes.admin_page import HEADERS, render_page
 
 # Pages only (GET): a session, else 303 to the login. Nothing here posts.
 pages = APIRouter(
@@ -61,7 +61,7 @@ def _labels_by_version(labels: dict[str, Any]) -> dict[int, list[str]]:
 
 
 def _error(request: Request, message: str, status_code: int = 404) -> Response:
-    return _page(request, "error.html", {"error": message}, status_code=status_code)
+    return render_page(request, "error.html", {"error": message}, status_code=status_code)
 
 
 def prompt_path(tenant_id: uuid.UUID | str, name: str) -> str:
@@ -79,7 +79,7 @@ def prompts_page(
     for row in rows:
         row["path"] = prompt_path(row["tenant_id"], row["name"])
         row["labels_shown"] = [(k, _label_text(v)) for k, v in row["labels"].items()]
-    return _page(
+    return render_page(
         request,
         "prompts.html",
         {"prompts": rows, "tenant": tenant, "next_cursor": next_cursor or ""},
@@ -138,7 +138,7 @@ def prompt_page(
     for version in outline["versions"]:
         version["labels"] = labelled.get(version["version"], [])
         version["stats"] = stats.get(version["version"])
-    return _page(
+    return render_page(
         request,
         "prompt.html",
         {
