@@ -10,8 +10,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -23,7 +21,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from aijobs.checks.schemas import Checks
-from aijobs.jobs.structured import check_limits, check_refs
+from aijobs.jobs.structured import check_schema
 from aijobs.prompts.reference import PromptRef
 
 TASKS = ("chat", "embed")
@@ -178,14 +176,7 @@ class JobRequest(BaseModel):
     @classmethod
     def _schema_is_valid(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None:
-            check_limits(value)
-            try:
-                Draft202012Validator.check_schema(value)
-            except SchemaError as exc:
-                raise ValueError(
-                    f"response_schema is not a valid JSON Schema: {exc.message}"
-                ) from exc
-            check_refs(value)
+            check_schema(value)
         return value
 
     @field_validator("webhook_url")

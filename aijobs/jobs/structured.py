@@ -29,7 +29,7 @@ import jsonschema._legacy_keywords
 import jsonschema._utils
 import re2
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.exceptions import SchemaError, ValidationError, best_match
 from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource, Unresolvable
 from referencing.jsonschema import DRAFT202012
@@ -91,6 +91,17 @@ def _patterns(schema: Any, depth: int = 0) -> list[str]:
         for value in schema:
             found += _patterns(value, depth + 1)
     return found
+
+
+def check_schema(schema: dict[str, Any]) -> None:
+    """At submit (a job, a prompt version): a valid JSON Schema, small, shallow, its
+    regexes RE2's, and every reference inside it. ValueError says what is wrong."""
+    check_limits(schema)
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise ValueError(f"response_schema is not a valid JSON Schema: {exc.message}") from exc
+    check_refs(schema)
 
 
 def check_limits(schema: dict[str, Any]) -> None:

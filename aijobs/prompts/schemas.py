@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -18,7 +16,7 @@ from pydantic import (
 
 from aijobs.checks.schemas import Checks
 from aijobs.jobs.schemas import Message, Params
-from aijobs.jobs.structured import check_limits
+from aijobs.jobs.structured import check_schema
 from aijobs.storable import unstorable_path
 
 MAX_MESSAGES = 100
@@ -63,13 +61,7 @@ class VersionCreate(BaseModel):
     @classmethod
     def _schema_is_valid(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None:
-            check_limits(value)
-            try:
-                Draft202012Validator.check_schema(value)
-            except SchemaError as exc:
-                raise ValueError(
-                    f"response_schema is not a valid JSON Schema: {exc.message}"
-                ) from exc
+            check_schema(value)
         return value
 
     def content(self) -> dict[str, Any]:

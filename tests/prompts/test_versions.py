@@ -156,6 +156,11 @@ BAD_VERSIONS: list[tuple[str, dict[str, Any], str]] = [
     ("too big", version_body("x" * 300_000), "invalid_request"),
     ("bad schema", version_body(response_schema={"type": 5}), "invalid_request"),
     (
+        "remote $ref in the schema",
+        version_body(response_schema={"properties": {"a": {"$ref": "http://127.0.0.1:9/x"}}}),
+        "invalid_request",
+    ),
+    (
         "backreference",
         version_body(checks=[{"type": "regex", "pattern": r"(a)\1"}]),
         "invalid_request",
