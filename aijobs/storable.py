@@ -31,23 +31,49 @@ def storable(value: Any) -> Any:
     return value
 
 
-def unstorable_path(value: Any, path: str = "") -> str | None:
-    """Where in a JSON value a string (or key) holds U+0000 or a lone surrogate, or None.
+# Deeper input is refused while it is walked (pydantic's own limits are looser).
+MAX_DEPTH = 64
 
-    For input that must be refused (422) rather than repaired: a tenant's own text."""
+
+def unstorable(value: Any, path: tuple[str | int, ...] = ()) -> str | None:
+    """Where in a tenant's JSON value a string (or a key) holds what Postgres refuses,
+    and what, for a 422 ("messages[0].content contains U+0000 (NUL)"); None when all of
+    it can be stored. Raises ValueError for a value nested deeper than MAX_DEPTH."""
+    if len(path) > MAX_DEPTH:
+        raise ValueError(f"the request nests deeper than {MAX_DEPTH} levels")
     if isinstance(value, str):
-        return path or "value" if storable_text(value) != value else None
+        what = _refused(value)
+        return f"{_where(path)} contains {what}" if what else None
     if isinstance(value, dict):
         for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if storable_text(str(key)) != key:
-                return where
-            found = unstorable_path(item, where)
-            if found is not None:
+            key_text = str(key)
+            what = _refused(key_text)
+            if what:  # the key itself cannot be shown: it is the refused text
+                return f"a key in {_where(path)} contains {what}"
+            found = unstorable(item, (*path, key_text[:64]))
+            if found:
                 return found
-    if isinstance(value, list):
+    elif isinstance(value, list):
         for index, item in enumerate(value):
-            found = unstorable_path(item, f"{path}[{index}]")
-            if found is not None:
+            found = unstorable(item, (*path, index))
+            if found:
                 return found
     return None
+
+
+def _refused(text: str) -> str | None:
+    if "\x00" in text:
+        return "U+0000 (NUL)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a lone surrogate (U+D800..U+DFFF)"
+    return None
+
+
+def _where(path: tuple[str | int, ...]) -> str:
+    """`messages[0].content` from ("messages", 0, "content")."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out or "request"

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from aijobs.storable import unstorable_path
+from aijobs.storable import unstorable
 
 MAX_CHECKS = 20
 MAX_PATTERN_CHARS = 2_000
@@ -35,9 +35,9 @@ class _Check(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _storable(cls, data: object) -> object:
-        where = unstorable_path(data)
-        if where is not None:
-            raise ValueError(f"{where} holds a NUL character or a lone surrogate")
+        found = unstorable(data)
+        if found is not None:
+            raise ValueError(f"{found}, which cannot be stored")
         return data
 
     @model_validator(mode="after")

@@ -23,57 +23,9 @@ from pydantic_core import PydanticCustomError
 from aijobs.checks.schemas import Checks
 from aijobs.jobs.structured import check_schema
 from aijobs.prompts.reference import PromptRef
+from aijobs.storable import unstorable
 
 TASKS = ("chat", "embed")
-MAX_WALK_DEPTH = 64  # deeper bodies are refused here; response_schema allows 32 levels
-
-
-def _unstorable(text: str) -> str | None:
-    """What in `text` Postgres refuses, named for the client; None when it can be stored."""
-    if "\x00" in text:
-        return "U+0000 (NUL)"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "a lone surrogate (U+D800..U+DFFF)"
-    return None
-
-
-def _where(path: list[str | int]) -> str:
-    """`messages[0].content` from ["messages", 0, "content"]."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out or "request"
-
-
-def _first_unstorable(value: Any, path: list[str | int]) -> tuple[str, str] | None:
-    """(location, what) of the first string the database cannot store, keys included."""
-    if len(path) > MAX_WALK_DEPTH:
-        raise PydanticCustomError(
-            "too_deep", "the request nests deeper than {depth} levels", {"depth": MAX_WALK_DEPTH}
-        )
-    if isinstance(value, str):
-        what = _unstorable(value)
-        return (_where(path), what) if what else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            key_text = str(key)
-            what = _unstorable(key_text)
-            if what:
-                # The key itself cannot be shown: it is the unstorable text.
-                return (f"a key in {_where(path)}", what)
-            found = _first_unstorable(item, [*path, key_text[:64]])
-            if found:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _first_unstorable(item, [*path, index])
-            if found:
-                return found
-    return None
-
-
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
 
 
@@ -134,13 +86,10 @@ class JobRequest(BaseModel):
     @classmethod
     def _storable(cls, data: Any) -> Any:
         """Refuse, naming where, any string Postgres would refuse (else: a 500 at insert)."""
-        found = _first_unstorable(data, [])
+        found = unstorable(data)
         if found is not None:
-            where, what = found
             raise PydanticCustomError(
-                "unstorable_character",
-                "{where} contains {what}, which cannot be stored",
-                {"where": where, "what": what},
+                "unstorable_character", "{found}, which cannot be stored", {"found": found}
             )
         return data
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from aijobs.storable import unstorable_path
+from aijobs.storable import unstorable
 
 # Names and labels travel in URL paths: a conservative alphabet, no slashes.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
@@ -36,9 +36,9 @@ class PromptRef(BaseModel):
     def _one_target(self) -> PromptRef:
         if self.label is not None and self.version is not None:
             raise ValueError("name a prompt label or a version, not both")
-        where = unstorable_path(self.variables, "variables")
-        if where is not None:
-            raise ValueError(f"{where} holds a NUL character or a lone surrogate")
+        found = unstorable(self.variables, ("variables",))
+        if found is not None:
+            raise ValueError(f"{found}, which cannot be stored")
         return self
 
     @property

@@ -17,7 +17,7 @@ from pydantic import (
 from aijobs.checks.schemas import Checks
 from aijobs.jobs.schemas import Message, Params
 from aijobs.jobs.structured import check_schema
-from aijobs.storable import unstorable_path
+from aijobs.storable import unstorable
 
 MAX_MESSAGES = 100
 # The canonical JSON of one version's content: enough for long few-shot prompts, and
@@ -45,9 +45,9 @@ class VersionCreate(BaseModel):
     @classmethod
     def _storable(cls, data: Any) -> Any:
         # Refused, not repaired: Postgres cannot store these, and the tenant should know.
-        where = unstorable_path(data)
-        if where is not None:
-            raise ValueError(f"{where} holds a NUL character or a lone surrogate")
+        found = unstorable(data)
+        if found is not None:
+            raise ValueError(f"{found}, which cannot be stored")
         return data
 
     @field_validator("fallbacks")
