@@ -74,6 +74,7 @@ class FakeOpenAI:
         self.caps: dict[str, list[dict[str, int]]] = {}
         # The messages (and the rest of the body) of each chat call, by its key.
         self.bodies: dict[str, list[dict[str, Any]]] = {}
+        self.chat_bodies: list[dict[str, Any]] = []  # every chat call's body, in order
         self._lock = threading.Lock()
         self.server = _Server(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -106,6 +107,17 @@ class FakeOpenAI:
         """The chat request bodies received with this key (last user message), in order."""
         with self._lock:
             return list(self.bodies.get(key, []))
+
+    def received_with(self, content: str) -> list[dict[str, Any]]:
+        """The chat request bodies, of any key, that hold a message with exactly this
+        content, in order (a retry that appends a user message has another key)."""
+        with self._lock:
+            bodies = list(self.chat_bodies)
+        return [
+            body
+            for body in bodies
+            if any(m.get("content") == content for m in body.get("messages", []))
+        ]
 
     def caps_seen(self, key: str) -> list[dict[str, int]]:
         with self._lock:
@@ -210,6 +222,7 @@ class FakeOpenAI:
                 n = fake._record(key, payload.get("model", ""), payload)
                 with fake._lock:
                     fake.bodies.setdefault(key, []).append(payload)
+                    fake.chat_bodies.append(payload)
                 if self._fault(key, n, payload.get("model", "")):
                     return
                 directives = dict(DIRECTIVE.findall(key))

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from aijobs import metrics
+from aijobs.billing.call_bounds import added_input_cost
 from aijobs.billing.pricing import price_for
+from aijobs.checks import run as checks
 from aijobs.db import autocommit
 from aijobs.jobs import transitions
 from aijobs.money import usd
@@ -78,6 +80,7 @@ def _call_record(
     completion: Completion | None,
     error: ProviderError | None,
     latency_ms: int,
+    results: Sequence[checks.Result] = (),
 ) -> tuple[transitions.CallRecord, ProviderError | None]:
     input_tokens = completion.input_tokens if completion else 0
     output_tokens = completion.output_tokens if completion else 0
@@ -100,6 +103,7 @@ def _call_record(
         error_code=error.code if error else None,
         error_message=storable_text(error.message[:2000]) if error else None,
         http_status=error.http_status if error else None,
+        checks=[result.as_json() for result in results] if results else None,
     )
     return call, error
 
@@ -111,17 +115,21 @@ def record(
     parsed: Any,
     error: ProviderError | None,
     latency_ms: int,
+    results: Sequence[checks.Result] = (),
 ) -> str:
-    """Settle the attempt, with the call's cost, metrics and log line:
+    """Settle the attempt, with the call's cost, its checks, metrics and log line:
     succeeded | failed | retrying. Raises only when nothing could be recorded."""
-    call, error = _call_record(job, completion, error, latency_ms)
+    call, error = _call_record(job, completion, error, latency_ms, results)
+    for result in results:
+        if not result.passed:
+            metrics.CHECK_FAILURES.labels(job.prompt_name, result.type).inc()
     metrics.TOKENS.labels(job.model, "input").inc(call.input_tokens)
     metrics.TOKENS.labels(job.model, "output").inc(call.output_tokens)
     metrics.SPEND.labels(job.model).inc(float(call.cost_usd))
     what = f"job {job.id} attempt {job.attempt_no}"
     try:
         outcome, settled = with_db_retries(
-            what, lambda conn: _settle(conn, job, owner, call, completion, parsed, error)
+            what, lambda conn: _settle(conn, job, owner, call, completion, parsed, error, results)
         )
     except Exception as exc:
         log.exception("%s: the settle failed; recording it as failed internal", what)
@@ -170,9 +178,12 @@ def _settle(
     completion: Completion | None,
     parsed: Any,
     error: ProviderError | None,
+    results: Sequence[checks.Result] = (),
 ) -> tuple[str, transitions.Settled]:
     """Succeed, retry, fall back or fail, by what the call gave."""
     settings = get_settings()
+    if error is not None and error.code == "check_failed" and completion is not None:
+        return _settle_check_failure(conn, job, owner, call, completion, parsed, error, results)
     if error is None and completion is not None:
         result = _result(completion, parsed)
         settled = transitions.succeed(
@@ -205,5 +216,46 @@ def _settle(
         message=error.message,
         retryable=error.retryable,
         result=_result(completion, None) if completion is not None else None,
+    )
+    return "failed", settled
+
+
+def _settle_check_failure(
+    conn: Connection,
+    job: transitions.Claimed,
+    owner: str,
+    call: transitions.CallRecord,
+    completion: Completion,
+    parsed: Any,
+    error: ProviderError,
+    results: Sequence[checks.Result],
+) -> tuple[str, transitions.Settled]:
+    """An answer that failed its checks, by the strictest failing check's on_fail:
+    retry the same model with the failed output and what failed (while it has
+    attempts), fall back to the next model, or fail check_failed keeping the output."""
+    wanted = checks.action(results)
+    next_model = _next_model(job)
+    if wanted == "retry" and job.model_attempt_no < job.max_attempts:
+        messages = checks.retry_messages(completion.content, results)
+        reserve = added_input_cost(messages, job.model)
+        # A check failure is not transient: no backoff, the next attempt is due now.
+        settled = transitions.schedule_retry(
+            conn, job, owner, call, 0, retry_messages=messages, retry_reserve_usd=reserve
+        )
+        log.info("job %s: attempt %d failed its checks; retry", job.id, job.attempt_no)
+        return "retrying", settled
+    if wanted in ("retry", "fallback") and next_model is not None:
+        settled = transitions.fall_back(conn, job, owner, call, next_model)
+        log.info("job %s: %s failed its checks; next: %s", job.id, job.model, next_model)
+        return "retrying", settled
+    settled = transitions.fail(
+        conn,
+        job,
+        owner,
+        call,
+        code="check_failed",
+        message=error.message,
+        retryable=False,
+        result=_result(completion, parsed),
     )
     return "failed", settled

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -152,8 +152,11 @@ _CLAIM = text(
         WHERE id = :id AND status = 'queued' AND leader_id IS NULL
           AND coalesce(next_attempt_at, now()) <= now()
         RETURNING id, tenant_id, current_model, request, timeout_s, max_attempts, attempts,
-                  model_attempts, coalesce((reserve_usd ->> current_model)::numeric, 0) AS reserve,
-                  started_at = now() AS first_start
+                  model_attempts,
+                  coalesce((reserve_usd ->> current_model)::numeric, 0) + retry_reserve_usd
+                      AS reserve,
+                  started_at = now() AS first_start, retry_messages,
+                  coalesce(prompt ->> 'name', '') AS prompt_name
     ), limits AS (
         SELECT t.daily_budget_usd AS daily, t.monthly_budget_usd AS monthly
         FROM tenants t JOIN claimed k ON t.id = k.tenant_id
@@ -195,7 +198,7 @@ _CLAIM = text(
            EXISTS (SELECT 1 FROM budget),
            CASE WHEN EXISTS (SELECT 1 FROM allowed) THEN true
                 ELSE coalesce((SELECT fits FROM alone), false) END,
-           k.first_start
+           k.first_start, k.retry_messages, k.prompt_name
     FROM claimed k
     """
 )
@@ -241,7 +244,8 @@ _WAKE_BUDGET_WAITERS = text(
     f"""
     WITH waiting AS (
         SELECT j.id, j.tenant_id, j.created_at,
-               coalesce((j.reserve_usd ->> j.current_model)::numeric, 0) AS reserve
+               coalesce((j.reserve_usd ->> j.current_model)::numeric, 0) + j.retry_reserve_usd
+                   AS reserve
         FROM jobs j
         WHERE j.status = 'queued' AND j.next_attempt_at = {BUDGET_WAIT}
           AND (CAST(:tenant_id AS uuid) IS NULL OR j.tenant_id = CAST(:tenant_id AS uuid))
@@ -293,7 +297,7 @@ def _settle(transition: str, then: str = "") -> TextClause:
                    latency_ms = :latency_ms, input_tokens = :input_tokens,
                    output_tokens = :output_tokens, cost_usd = :cost_usd,
                    error_code = :error_code, error_message = :error_message,
-                   http_status = :http_status
+                   http_status = :http_status, checks = :checks
             WHERE job_id = :id AND attempt_no = :attempt_no AND outcome = 'started'
             RETURNING job_id, tenant_id, reserved_usd, budget_held
         ), released AS (
@@ -303,7 +307,8 @@ def _settle(transition: str, then: str = "") -> TextClause:
                 day_spent = c.day_spent + :cost_usd, month_spent = c.month_spent + :cost_usd
             FROM call a WHERE c.tenant_id = a.tenant_id AND a.budget_held
         ), ended AS (
-            UPDATE jobs SET {transition}, lease_owner = NULL, lease_expires_at = NULL, {_USAGE}
+            UPDATE jobs SET {transition}, lease_owner = NULL, lease_expires_at = NULL, {_USAGE},
+                   checks = coalesce(:checks, checks)
             WHERE id IN (SELECT job_id FROM call) AND status = 'running'
               AND lease_owner = :owner AND attempts = :attempt_no
             RETURNING id, tenant_id, fingerprint, current_model, followers
@@ -314,7 +319,11 @@ def _settle(transition: str, then: str = "") -> TextClause:
         SELECT (SELECT count(*) FROM call), (SELECT count(*) FROM ended),
                coalesce((SELECT followers FROM ended), 0)
         """
-    )
+    ).bindparams(bindparam("checks", type_=JSONB(none_as_null=True)))
+
+
+# What a check retry added to the next call goes once the job leaves the model (or ends).
+_NO_RETRY_MESSAGES = "retry_messages = NULL, retry_reserve_usd = 0"
 
 
 # A success of a job with a fingerprint (cache on) is written to the exact cache.
@@ -330,22 +339,28 @@ _CACHE_RESULT = """, cached AS (
                 created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
         )"""
 _SUCCEED = _settle(
-    "status = 'succeeded', finished_at = now(), result = :result", then=_CACHE_RESULT
+    f"status = 'succeeded', finished_at = now(), result = :result, {_NO_RETRY_MESSAGES}",
+    then=_CACHE_RESULT,
 ).bindparams(bindparam("result", type_=JSONB))
 _FAIL = _settle(
-    """status = 'failed', finished_at = now(), result = :result, error_code = :code,
-       error_message = :message, error_retryable = :retryable"""
+    f"""status = 'failed', finished_at = now(), result = :result, error_code = :code,
+       error_message = :message, error_retryable = :retryable, {_NO_RETRY_MESSAGES}"""
 ).bindparams(bindparam("result", type_=JSONB))
 # Back to queued with a due time in Postgres: the wait holds no worker slot and no
 # delayed broker message, and survives any restart. The sweeper publishes it when due.
+# A check retry sets the messages its next call adds (and their reservation); a retry
+# after a provider error keeps those of an earlier check retry.
 _RETRY = _settle(
     """status = 'queued', enqueued_at = now(),
-       next_attempt_at = now() + make_interval(secs => :delay_s)"""
-)
+       next_attempt_at = now() + make_interval(secs => :delay_s),
+       retry_reserve_usd = CASE WHEN CAST(:retry_messages AS jsonb) IS NULL
+                                THEN retry_reserve_usd ELSE :retry_reserve_usd END,
+       retry_messages = coalesce(CAST(:retry_messages AS jsonb), retry_messages)"""
+).bindparams(bindparam("retry_messages", type_=JSONB(none_as_null=True)))
 # The model's attempts ended in a retryable error: the next model gets its own.
 _FALLBACK = _settle(
-    """status = 'queued', enqueued_at = now(), next_attempt_at = now(),
-       current_model = :next_model, model_attempts = 0"""
+    f"""status = 'queued', enqueued_at = now(), next_attempt_at = now(),
+       current_model = :next_model, model_attempts = 0, {_NO_RETRY_MESSAGES}"""
 )
 # The claim counted a call that is not made: fail the job without it.
 _REFUSED = text(
@@ -381,6 +396,10 @@ class Claimed:
     model_attempt_no: int  # among the calls to this model
     reserved_usd: Decimal  # the most this call may cost (held against the budget)
     budget_held: bool = False  # reserved against the tenant's budget: its settle frees room
+    # A check retry: the failed output and what failed, sent after the request's messages
+    # (their cost is in reserved_usd).
+    retry_messages: list[dict[str, str]] = field(default_factory=list)
+    prompt_name: str = ""  # the prompt the job was rendered from, or ""
 
 
 @dataclass(frozen=True)
@@ -389,6 +408,7 @@ class CallRecord:
 
     outcome: str  # succeeded | failed
     latency_ms: int
+    checks: list[dict[str, Any]] | None = None  # the output checks run on its answer
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
@@ -441,6 +461,8 @@ def claim(
         held,
         fits_alone,
         first_start,
+        retry_messages,
+        prompt_name,
     ) = row
     if not allowed and model_attempt_no <= max_attempts and fits_alone:
         return OverReserved(job_id, tenant_id, attempt_no, Decimal(reserved), bool(first_start))
@@ -471,6 +493,8 @@ def claim(
         model_attempt_no=model_attempt_no,
         reserved_usd=Decimal(reserved),
         budget_held=bool(held),
+        retry_messages=list(retry_messages or []),
+        prompt_name=str(prompt_name),
     )
 
 
@@ -525,6 +549,7 @@ def _run_settle(
         "error_code": call.error_code,
         "error_message": call.error_message,
         "http_status": call.http_status,
+        "checks": call.checks,
         **extra,
     }
     row = conn.execute(statement, params).one()
@@ -568,9 +593,27 @@ def fail(
 
 
 def schedule_retry(
-    conn: Connection, job: Claimed, owner: str, call: CallRecord, delay_s: float
+    conn: Connection,
+    job: Claimed,
+    owner: str,
+    call: CallRecord,
+    delay_s: float,
+    *,
+    retry_messages: list[dict[str, str]] | None = None,
+    retry_reserve_usd: Decimal = Decimal(0),
 ) -> Settled:
-    return _run_settle(conn, _RETRY, job, owner, call, delay_s=delay_s)
+    """running (ours) -> queued, due after delay_s; a check retry gives the messages
+    its next call adds and the most they cost as input."""
+    return _run_settle(
+        conn,
+        _RETRY,
+        job,
+        owner,
+        call,
+        delay_s=delay_s,
+        retry_messages=retry_messages,
+        retry_reserve_usd=retry_reserve_usd,
+    )
 
 
 def fall_back(
@@ -692,7 +735,10 @@ _REQUEUE_LAPSED = text(
     )
     UPDATE jobs j SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
            enqueued_at = now(), current_model = coalesce(m.next_model, j.current_model),
-           model_attempts = CASE WHEN m.next_model IS NULL THEN j.model_attempts ELSE 0 END
+           model_attempts = CASE WHEN m.next_model IS NULL THEN j.model_attempts ELSE 0 END,
+           retry_messages = CASE WHEN m.next_model IS NULL THEN j.retry_messages END,
+           retry_reserve_usd = CASE WHEN m.next_model IS NULL THEN j.retry_reserve_usd
+                                    ELSE 0 END
     FROM lapsed l LEFT JOIN moved m ON m.id = l.id
     WHERE j.id = l.id AND j.status = 'running'
     RETURNING j.id
@@ -769,7 +815,8 @@ _REQUEUE_FOR_RERUN = text(
            error_code = NULL, error_message = NULL, error_retryable = NULL,
            current_model = model, model_attempts = 0, next_attempt_at = NULL,
            enqueued_at = now(), lease_owner = NULL, lease_expires_at = NULL,
-           cache_hit = false, leader_id = :leader_id, followers = 0
+           cache_hit = false, leader_id = :leader_id, followers = 0, checks = NULL,
+           retry_messages = NULL, retry_reserve_usd = 0
     WHERE id = :id
     """
 )
@@ -935,7 +982,8 @@ _PURGE_EXPIRED = text(
         FOR UPDATE OF j SKIP LOCKED
     ), purged AS (
         UPDATE jobs j SET purged = true, request = '{}'::jsonb, result = NULL,
-               metadata = '{}'::jsonb, error_message = NULL, fingerprint = NULL
+               metadata = '{}'::jsonb, error_message = NULL, fingerprint = NULL,
+               retry_messages = NULL
         FROM expired e WHERE j.id = e.id
         RETURNING j.id
     ), calls AS (
