@@ -18,6 +18,9 @@ last user message (and by model), and injects faults written into that message:
   [long:40000]  report 40,000 output tokens, or, when the request caps the output
                 (max_tokens, max_completion_tokens), at most the cap with finish_reason
                 "length" (Anthropic: stop_reason "max_tokens")
+  [score:0.9]   in a judge call (a system message starting "You are a judge"), answer
+                {"score": 0.9, "reason": "..."}; [score:x] (not a number) answers text that
+                is not JSON; without the directive a judge answers 0.5
   [bytes]       report input tokens as the UTF-8 bytes of the messages, the system text
                 and the tools or response_format JSON (one token a byte, plus
                 Anthropic's tool-use prompt): a worst-case tokenizer
@@ -41,7 +44,8 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024  # hundreds of calls connect at once in the load tests
 
 
-DIRECTIVES = "fail|status|429|sleep|reply|down|storm|broken|nul|trickle|numbered|long|bytes"
+DIRECTIVES = "fail|status|429|sleep|reply|down|storm|broken|nul|trickle|numbered|long|bytes|score"
+JUDGE_SYSTEM = "You are a judge"
 DIRECTIVE = re.compile(rf"\[({DIRECTIVES}):?([^\]]*)\]")
 CAP_FIELDS = ("max_tokens", "max_completion_tokens")
 # Anthropic's system prompt for tool use (a forced tool, Claude 4 models).
@@ -62,6 +66,14 @@ def output_tokens(directives: dict[str, str], reply: str, cap: int | None) -> tu
     if cap is not None and tokens > cap:
         return cap, True
     return tokens, False
+
+
+def _judgement(score: str) -> str:
+    try:
+        value = float(score)
+    except ValueError:
+        return "I would rather not say."
+    return json.dumps({"score": value, "reason": f"scored {value} by the fake judge"})
 
 
 class FakeOpenAI:
@@ -233,6 +245,11 @@ class FakeOpenAI:
                     reply = "before\u0000after"
                 if "numbered" in directives:
                     reply = f"call {n}: {reply}"
+                if any(
+                    m.get("role") == "system" and str(m.get("content", "")).startswith(JUDGE_SYSTEM)
+                    for m in messages
+                ):
+                    reply = _judgement(directives.get("score", "0.5"))
                 prompt = sum(words(m["content"]) for m in messages)
                 if "bytes" in directives:
                     prompt = sum(_bytes(m["content"]) for m in messages)

@@ -29,7 +29,7 @@ from aijobs.jobs import transitions
 from aijobs.jobs.schemas import JobRequest, Message
 from aijobs.jobs.structured import InvalidOutput, parse_output
 from aijobs.settings import get_settings
-from worker import inflight, settle
+from worker import inflight, judging, settle
 from worker.providers.base import Completion, ProviderError
 from worker.providers.errors import map_exception
 from worker.providers.registry import provider_for
@@ -140,9 +140,15 @@ async def complete(started: Started, owner: str) -> str:
     try:
         with sentry.job_scope(**tags):
             completion, parsed, error, latency_ms, results = await _call(job)
-        outcome = await asyncio.to_thread(
-            settle.record, job, owner, completion, parsed, error, latency_ms, results
-        )
+            judges = judging.judges_of(job) if error is None and completion else []
+            if completion is not None and judges:
+                outcome = await judging.judge_and_settle(
+                    job, owner, completion, parsed, latency_ms, results, judges
+                )
+            else:
+                outcome = await asyncio.to_thread(
+                    settle.record, job, owner, completion, parsed, error, latency_ms, results
+                )
         await asyncio.to_thread(wake_budget_waiters, job)
         return outcome
     except Exception:

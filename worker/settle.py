@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
@@ -59,7 +60,8 @@ def with_db_retries(what: str, statement: Callable[[Connection], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def _result(completion: Completion, parsed: Any) -> dict[str, Any]:
+def result_of(completion: Completion, parsed: Any) -> dict[str, Any]:
+    """The job's result from the call's answer (made storable)."""
     result = {
         "content": completion.content,
         "parsed": parsed,
@@ -75,23 +77,28 @@ def _next_model(job: transitions.Claimed) -> str | None:
     return models[position + 1] if position + 1 < len(models) else None
 
 
-def _call_record(
+def call_record(
     job: transitions.Claimed,
     completion: Completion | None,
     error: ProviderError | None,
     latency_ms: int,
     results: Sequence[checks.Result] = (),
+    *,
+    model: str | None = None,
 ) -> tuple[transitions.CallRecord, ProviderError | None]:
+    """What the call cost (at `model`'s price: the job's model unless a judge's) and how
+    it ended, with the checks run on its answer."""
+    model = model or job.model
     input_tokens = completion.input_tokens if completion else 0
     output_tokens = completion.output_tokens if completion else 0
     try:
-        cost = price_for(job.model).cost(input_tokens, output_tokens)
+        cost = price_for(model).cost(input_tokens, output_tokens)
     except Exception:
-        log.exception("job %s: no price for %s on this worker", job.id, job.model)
+        log.exception("job %s: no price for %s on this worker", job.id, model)
         cost = job.reserved_usd  # the most the call can have cost
         error = ProviderError(
             "internal",
-            f"{job.model} has no price on this worker; the call is charged at its reservation",
+            f"{model} has no price on this worker; the call is charged at its reservation",
             retryable=False,
         )
     call = transitions.CallRecord(
@@ -116,16 +123,22 @@ def record(
     error: ProviderError | None,
     latency_ms: int,
     results: Sequence[checks.Result] = (),
+    *,
+    judged: transitions.CallRecord | None = None,
+    judge_model: str = "",
 ) -> str:
     """Settle the attempt, with the call's cost, its checks, metrics and log line:
-    succeeded | failed | retrying. Raises only when nothing could be recorded."""
-    call, error = _call_record(job, completion, error, latency_ms, results)
+    succeeded | failed | retrying. With `judged`, the attempt is a judge's call (its
+    record): the job ends or moves on by all of `results`, its result the output
+    `completion` gave. Raises only when nothing could be recorded."""
+    if judged is not None:
+        call = replace(judged, job_checks=[result.as_json() for result in results])
+    else:
+        call, error = call_record(job, completion, error, latency_ms, results)
+    count_usage(judge_model or job.model, call)
     for result in results:
         if not result.passed:
             metrics.CHECK_FAILURES.labels(job.prompt_name, result.type).inc()
-    metrics.TOKENS.labels(job.model, "input").inc(call.input_tokens)
-    metrics.TOKENS.labels(job.model, "output").inc(call.output_tokens)
-    metrics.SPEND.labels(job.model).inc(float(call.cost_usd))
     what = f"job {job.id} attempt {job.attempt_no}"
     try:
         outcome, settled = with_db_retries(
@@ -138,7 +151,7 @@ def record(
             f"the attempt's outcome could not be stored ({type(exc).__name__})",
             retryable=False,
         )
-        call, error = _call_record(job, None, failed, latency_ms)
+        call, error = call_record(job, None, failed, latency_ms)
         outcome, settled = with_db_retries(
             what, lambda conn: _settle(conn, job, owner, call, None, None, error)
         )
@@ -170,6 +183,12 @@ def record(
     return outcome
 
 
+def count_usage(model: str, call: transitions.CallRecord) -> None:
+    metrics.TOKENS.labels(model, "input").inc(call.input_tokens)
+    metrics.TOKENS.labels(model, "output").inc(call.output_tokens)
+    metrics.SPEND.labels(model).inc(float(call.cost_usd))
+
+
 def _settle(
     conn: Connection,
     job: transitions.Claimed,
@@ -185,7 +204,7 @@ def _settle(
     if error is not None and error.code == "check_failed" and completion is not None:
         return _settle_check_failure(conn, job, owner, call, completion, parsed, error, results)
     if error is None and completion is not None:
-        result = _result(completion, parsed)
+        result = result_of(completion, parsed)
         settled = transitions.succeed(
             conn, job, owner, call, result, cache_ttl_s=settings.cache_ttl_s
         )
@@ -215,7 +234,7 @@ def _settle(
         code=error.code,
         message=error.message,
         retryable=error.retryable,
-        result=_result(completion, None) if completion is not None else None,
+        result=result_of(completion, None) if completion is not None else None,
     )
     return "failed", settled
 
@@ -256,6 +275,6 @@ def _settle_check_failure(
         code="check_failed",
         message=error.message,
         retryable=False,
-        result=_result(completion, parsed),
+        result=result_of(completion, parsed),
     )
     return "failed", settled

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -308,7 +308,7 @@ def _settle(transition: str, then: str = "") -> TextClause:
             FROM call a WHERE c.tenant_id = a.tenant_id AND a.budget_held
         ), ended AS (
             UPDATE jobs SET {transition}, lease_owner = NULL, lease_expires_at = NULL, {_USAGE},
-                   checks = coalesce(:checks, checks)
+                   checks = coalesce(:job_checks, checks)
             WHERE id IN (SELECT job_id FROM call) AND status = 'running'
               AND lease_owner = :owner AND attempts = :attempt_no
             RETURNING id, tenant_id, fingerprint, current_model, followers
@@ -319,7 +319,10 @@ def _settle(transition: str, then: str = "") -> TextClause:
         SELECT (SELECT count(*) FROM call), (SELECT count(*) FROM ended),
                coalesce((SELECT followers FROM ended), 0)
         """
-    ).bindparams(bindparam("checks", type_=JSONB(none_as_null=True)))
+    ).bindparams(
+        bindparam("checks", type_=JSONB(none_as_null=True)),
+        bindparam("job_checks", type_=JSONB(none_as_null=True)),
+    )
 
 
 # What a check retry added to the next call goes once the job leaves the model (or ends).
@@ -409,6 +412,9 @@ class CallRecord:
     outcome: str  # succeeded | failed
     latency_ms: int
     checks: list[dict[str, Any]] | None = None  # the output checks run on its answer
+    # The checks of the job's output, when not the call's own (a judge's call: its own
+    # result, and the job's are all of them).
+    job_checks: list[dict[str, Any]] | None = None
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
@@ -550,6 +556,7 @@ def _run_settle(
         "error_message": call.error_message,
         "http_status": call.http_status,
         "checks": call.checks,
+        "job_checks": call.job_checks if call.job_checks is not None else call.checks,
         **extra,
     }
     row = conn.execute(statement, params).one()
@@ -620,6 +627,138 @@ def fall_back(
     conn: Connection, job: Claimed, owner: str, call: CallRecord, next_model: str
 ) -> Settled:
     return _run_settle(conn, _FALLBACK, job, owner, call, next_model=next_model)
+
+
+# --- judge checks: a second call within the same run --------------------------------
+
+# The call whose output a judge scores is recorded (cost, checks so far, its budget hold
+# released) without moving the job: it stays running under our lease for the judge.
+_RECORD_CALL = text(
+    f"""
+    WITH call AS (
+        UPDATE attempts SET outcome = :outcome, finished_at = now(),
+               latency_ms = :latency_ms, input_tokens = :input_tokens,
+               output_tokens = :output_tokens, cost_usd = :cost_usd,
+               error_code = :error_code, error_message = :error_message,
+               http_status = :http_status, checks = :checks
+        WHERE job_id = :id AND attempt_no = :attempt_no AND outcome = 'started'
+        RETURNING job_id, tenant_id, reserved_usd, budget_held
+    ), released AS (
+        UPDATE budget_counters c SET
+            day_reserved = greatest(c.day_reserved - a.reserved_usd, 0),
+            month_reserved = greatest(c.month_reserved - a.reserved_usd, 0),
+            day_spent = c.day_spent + :cost_usd, month_spent = c.month_spent + :cost_usd
+        FROM call a WHERE c.tenant_id = a.tenant_id AND a.budget_held
+    ), used AS (
+        UPDATE jobs SET {_USAGE}, checks = coalesce(:checks, checks)
+        WHERE id IN (SELECT job_id FROM call)
+    )
+    SELECT count(*) FROM call
+    """
+).bindparams(bindparam("checks", type_=JSONB(none_as_null=True)))
+# running (ours, this attempt) -> running (ours, the next attempt number: the judge's),
+# its call reserved against the tenant's budget and recorded (kind judge) before it is
+# made, in one statement as a claim does. Nothing changes when it does not fit.
+_CLAIM_JUDGE = text(
+    f"""
+    WITH job AS (
+        SELECT id, tenant_id FROM jobs
+        WHERE id = :id AND status = 'running' AND lease_owner = :owner
+          AND attempts = :attempt_no
+        FOR UPDATE
+    ), limits AS (
+        SELECT t.daily_budget_usd AS daily, t.monthly_budget_usd AS monthly
+        FROM tenants t JOIN job k ON t.id = k.tenant_id
+    ), budget AS (
+        UPDATE budget_counters c SET
+            day = {TODAY}, month = {MONTH},
+            day_spent = CASE WHEN c.day = {TODAY} THEN c.day_spent ELSE 0 END,
+            month_spent = CASE WHEN c.month = {MONTH} THEN c.month_spent ELSE 0 END,
+            day_reserved = c.day_reserved + :reserve,
+            month_reserved = c.month_reserved + :reserve
+        FROM job k, limits l
+        WHERE c.tenant_id = k.tenant_id
+          AND (l.daily IS NOT NULL OR l.monthly IS NOT NULL)
+          AND (l.daily IS NULL OR (CASE WHEN c.day = {TODAY} THEN c.day_spent ELSE 0 END)
+                                  + c.day_reserved + :reserve <= l.daily)
+          AND (l.monthly IS NULL OR (CASE WHEN c.month = {MONTH} THEN c.month_spent ELSE 0 END)
+                                    + c.month_reserved + :reserve <= l.monthly)
+        RETURNING c.tenant_id
+    ), allowed AS (
+        SELECT k.* FROM job k, limits l
+        WHERE (l.daily IS NULL AND l.monthly IS NULL) OR EXISTS (SELECT 1 FROM budget)
+    ), bumped AS (
+        UPDATE jobs SET attempts = attempts + 1 WHERE id IN (SELECT id FROM allowed)
+    ), started AS (
+        INSERT INTO attempts (job_id, tenant_id, attempt_no, model, worker, outcome,
+                              started_at, input_tokens, output_tokens, cost_usd, reserved_usd,
+                              budget_held, cost_estimated, kind)
+        SELECT id, tenant_id, :attempt_no + 1, :model, :owner, 'started', now(), 0, 0, 0,
+               :reserve, EXISTS (SELECT 1 FROM budget), false, 'judge'
+        FROM allowed
+    )
+    SELECT EXISTS (SELECT 1 FROM job), EXISTS (SELECT 1 FROM allowed),
+           EXISTS (SELECT 1 FROM budget)
+    """
+)
+_JUDGE_REFUSED = text(
+    """
+    UPDATE jobs SET status = 'failed', finished_at = now(), error_code = 'budget_exceeded',
+           error_retryable = false, result = :result, lease_owner = NULL,
+           lease_expires_at = NULL, retry_messages = NULL, retry_reserve_usd = 0,
+           error_message = 'the judge call cannot fit the tenant''s budget; it was not made'
+    WHERE id = :id AND status = 'running' AND lease_owner = :owner AND attempts = :attempt_no
+    RETURNING followers
+    """
+).bindparams(bindparam("result", type_=JSONB))
+
+
+def record_call(conn: Connection, job: Claimed, call: CallRecord) -> bool:
+    """The call's attempt completed and charged; the job stays running (ours) for its
+    judge. False when the attempt was settled already."""
+    params = {
+        "id": job.id,
+        "attempt_no": job.attempt_no,
+        "outcome": call.outcome,
+        "latency_ms": call.latency_ms,
+        "input_tokens": call.input_tokens,
+        "output_tokens": call.output_tokens,
+        "cost_usd": call.cost_usd,
+        "error_code": call.error_code,
+        "error_message": call.error_message,
+        "http_status": call.http_status,
+        "checks": call.checks,
+    }
+    return bool(conn.execute(_RECORD_CALL, params).scalar())
+
+
+def claim_judge(
+    conn: Connection, job: Claimed, owner: str, model: str, reserve: Decimal
+) -> Claimed | str:
+    """running (ours) -> running (ours) with the judge's call reserved and recorded as the
+    next attempt: the Claimed to settle it with. Else "gone" (the job left our hands)
+    or "over_budget" (it does not fit the budget beside the calls in flight)."""
+    params = {
+        "id": job.id,
+        "owner": owner,
+        "attempt_no": job.attempt_no,
+        "model": model,
+        "reserve": reserve,
+    }
+    ours, allowed, held = conn.execute(_CLAIM_JUDGE, params).one()
+    if not ours:
+        return "gone"
+    if not allowed:
+        return "over_budget"
+    return replace(job, attempt_no=job.attempt_no + 1, reserved_usd=reserve, budget_held=held)
+
+
+def refuse_judge(conn: Connection, job: Claimed, owner: str, result: dict[str, Any]) -> Settled:
+    """running (ours) -> failed budget_exceeded: the judge's call does not fit; the
+    output stays in the result."""
+    params = {"id": job.id, "owner": owner, "attempt_no": job.attempt_no, "result": result}
+    followers = conn.execute(_JUDGE_REFUSED, params).first()
+    return Settled(ended=followers is not None, followers=int(followers[0] if followers else 0))
 
 
 _CURRENT_MODEL = text(
