@@ -202,3 +202,19 @@ def test_different_checks_are_different_requests(client: Client, fake_openai: Fa
     assert one["status"] == two["status"] == "succeeded"
     assert two["cache_hit"] is False and fake_openai.count(message) == 2
     assert one["checks"] is None
+
+
+def test_the_admin_job_page_shows_each_attempts_checks(client: Client, live: Stack) -> None:
+    message = unique("[reply:wrong]")
+    job = client.wait(
+        client.submit(chat(message, checks=[{"type": "regex", "pattern": "^echo: "}])).json()["id"]
+    )
+    assert job["status"] == "succeeded", job
+    with httpx.Client(base_url=live.base_url, timeout=30) as http:
+        assert http.post("/admin/login", data={"token": ADMIN_TOKEN}).status_code == 303
+        page = http.get(f"/admin/ui/jobs/{job['id']}")
+    assert page.status_code == 200
+    html = page.text
+    assert html.count('<div class="check failed">') == 1
+    assert html.count('<div class="check passed">') == 1
+    assert "regex failed: the output does not match &#39;^echo: &#39;" in html
