@@ -12,6 +12,9 @@ SQL guarded by the state it leaves, so each is safe to run twice.
     succeed     running (ours)     -> succeeded (and cached)
     retry       running (ours)     -> queued, due after a backoff
     fall back   running (ours)     -> queued, on the next model
+    judge       running (ours)     -> running (ours), its call recorded and a judge
+                                      check's call reserved as the next attempt (or
+                                      failed budget_exceeded when it cannot fit)
     fail        running (ours)     -> failed
     cancel      queued | running   -> cancelled
     lapse       running, lease out -> queued (its lost call charged at its reservation),
