@@ -89,6 +89,7 @@ async def judge_and_settle(
         return "skipped"
     current = job
     everything = list(results)
+    spent = call.cost_usd  # the output's cost so far: a cache hit on it saves all of it
     for index, check in enumerate(judges):
         request = judge.judge_request(check, completion.content, job.timeout_s)
         reserve = judge.reservation(request)
@@ -114,6 +115,7 @@ async def judge_and_settle(
                 partial(_record, job=claimed, call=record),
             )
             current = claimed
+            spent += record.cost_usd
             continue
         failed = checks.action(everything) is not None
         job_error = (
@@ -132,6 +134,7 @@ async def judge_and_settle(
             everything,
             judged=record,
             judge_model=check.model,
+            output_cost_usd=spent,
         )
     raise AssertionError("judges_of gave no judge")
 

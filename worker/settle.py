@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
@@ -126,13 +127,18 @@ def record(
     *,
     judged: transitions.CallRecord | None = None,
     judge_model: str = "",
+    output_cost_usd: Decimal | None = None,
 ) -> str:
     """Settle the attempt, with the call's cost, its checks, metrics and log line:
     succeeded | failed | retrying. With `judged`, the attempt is a judge's call (its
     record): the job ends or moves on by all of `results`, its result the output
     `completion` gave. Raises only when nothing could be recorded."""
     if judged is not None:
-        call = replace(judged, job_checks=[result.as_json() for result in results])
+        call = replace(
+            judged,
+            job_checks=[result.as_json() for result in results],
+            output_cost_usd=(output_cost_usd or Decimal(0)) + judged.cost_usd,
+        )
     else:
         call, error = call_record(job, completion, error, latency_ms, results)
     count_usage(judge_model or job.model, call)
@@ -206,7 +212,13 @@ def _settle(
     if error is None and completion is not None:
         result = result_of(completion, parsed)
         settled = transitions.succeed(
-            conn, job, owner, call, result, cache_ttl_s=settings.cache_ttl_s
+            conn,
+            job,
+            owner,
+            call,
+            result,
+            cache_ttl_s=settings.cache_ttl_s,
+            cache_cost_usd=call.output_cost_usd,
         )
         return "succeeded", settled
     assert error is not None

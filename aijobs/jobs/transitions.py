@@ -336,7 +336,7 @@ _NO_RETRY_MESSAGES = "retry_messages = NULL, retry_reserve_usd = 0"
 _CACHE_RESULT = """, cached AS (
             INSERT INTO cache_entries (tenant_id, fingerprint, result, model, cost_usd,
                                        input_tokens, output_tokens, created_at, expires_at)
-            SELECT tenant_id, fingerprint, :result, current_model, :cost_usd, :input_tokens,
+            SELECT tenant_id, fingerprint, :result, current_model, :cache_cost_usd, :input_tokens,
                    :output_tokens, now(), now() + make_interval(secs => :cache_ttl_s)
             FROM ended WHERE fingerprint IS NOT NULL
             ON CONFLICT (tenant_id, fingerprint) DO UPDATE SET
@@ -418,6 +418,8 @@ class CallRecord:
     # The checks of the job's output, when not the call's own (a judge's call: its own
     # result, and the job's are all of them).
     job_checks: list[dict[str, Any]] | None = None
+    # What the output cost in all (a judge's call: the output's call and its judges').
+    output_cost_usd: Decimal | None = None
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
@@ -574,8 +576,20 @@ def succeed(
     result: dict[str, Any],
     *,
     cache_ttl_s: float,
+    cache_cost_usd: Decimal | None = None,
 ) -> Settled:
-    return _run_settle(conn, _SUCCEED, job, owner, call, result=result, cache_ttl_s=cache_ttl_s)
+    """running (ours) -> succeeded, cached at what a hit saves: the call's cost, or
+    `cache_cost_usd` (a judged output's: its call's and its judges')."""
+    return _run_settle(
+        conn,
+        _SUCCEED,
+        job,
+        owner,
+        call,
+        result=result,
+        cache_ttl_s=cache_ttl_s,
+        cache_cost_usd=call.cost_usd if cache_cost_usd is None else cache_cost_usd,
+    )
 
 
 def fail(

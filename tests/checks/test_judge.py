@@ -86,6 +86,12 @@ def test_a_judge_is_a_budgeted_attempt_of_the_job(
     usage = client.http.get("/v1/usage").json()
     assert Decimal(str(usage["budget"]["daily"]["spent"])) == spent
 
+    # The same request again is a cache hit that saved the call and its judge.
+    again = client.submit(chat(message, checks=[_judge(threshold=0.7)])).json()
+    assert again["cache_hit"] is True and again["cost_usd"] == "0"
+    saved = db.execute("SELECT saved_usd FROM jobs WHERE id = %s", (again["id"],)).fetchone()
+    assert saved is not None and saved[0] == Decimal(job["cost_usd"])
+
 
 def test_a_low_score_fails_the_check(client: Client, live: Stack) -> None:
     message = unique("rude [score:0.2]")
