@@ -218,3 +218,24 @@ def test_the_admin_job_page_shows_each_attempts_checks(client: Client, live: Sta
     assert html.count('<div class="check failed">') == 1
     assert html.count('<div class="check passed">') == 1
     assert "regex failed: the output does not match &#39;^echo: &#39;" in html
+
+
+def test_checks_run_after_response_schema(client: Client) -> None:
+    schema = {"type": "object", "required": ["a"]}
+    check = {"type": "contains", "value": '"a"', "on_fail": "fail"}
+    not_json = client.wait(
+        client.submit(
+            chat(
+                unique("[reply:plain text]"), response_schema=schema, max_attempts=1, checks=[check]
+            )
+        ).json()["id"]
+    )
+    assert not_json["error"]["code"] == "invalid_output" and not_json["checks"] is None
+    # A JSON answer passes the schema, then the check.
+    fine = client.wait(
+        client.submit(
+            chat(unique('[reply:{"a": 1}]'), response_schema=schema, checks=[check])
+        ).json()["id"]
+    )
+    assert fine["status"] == "succeeded", fine
+    assert fine["result"]["parsed"] == {"a": 1} and fine["checks"][0]["passed"] is True
