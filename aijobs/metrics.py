@@ -31,6 +31,12 @@ CACHE_SAVED = Counter("aijobs_cache_saved_usd_total", "USD the cache saved at su
 BUDGET_REJECTIONS = Counter(
     "aijobs_budget_rejections_total", "Calls or submits refused by a budget", ["where"]
 )
+# Labels stay bounded: a prompt's name (or "" for a job without one) and a check type.
+CHECK_FAILURES = Counter(
+    "aijobs_check_failures_total",
+    "Output checks that failed, by prompt and check type",
+    ["prompt", "type"],
+)
 WEBHOOK_DELIVERIES = Counter(
     "aijobs_webhook_deliveries_total", "Webhook delivery attempts", ["outcome"]
 )

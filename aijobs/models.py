@@ -169,6 +169,15 @@ class Job(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # {"name", "version"} of the prompt version the job was rendered from, or None.
     prompt: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # Checks: the results for the job's last output ([{"type", "passed", "detail"}]),
+    # and what a check retry adds to the next call of the same model: the failed output
+    # and what failed (messages), and the most those messages cost as input (reserved
+    # with the call, beside the request's own reservation).
+    checks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    retry_messages: Mapped[list[dict[str, str]] | None] = mapped_column(JSONB)
+    retry_reserve_usd: Mapped[Decimal] = mapped_column(
+        MONEY, default=Decimal(0), server_default=text("0")
+    )
 
 
 class Attempt(Base):
@@ -209,6 +218,10 @@ class Attempt(Base):
     # A call whose worker died: its usage never reached us, so it is charged at its
     # reservation (the most it can have cost).
     cost_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
+    # call: the job's own call; judge: a judge check's call about its output.
+    kind: Mapped[str] = mapped_column(String(8), default="call", server_default=text("'call'"))
+    # The output checks run on this call's answer: [{"type", "passed", "detail"}].
+    checks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
 
 
 class CacheEntry(Base):

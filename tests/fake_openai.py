@@ -18,6 +18,9 @@ last user message (and by model), and injects faults written into that message:
   [long:40000]  report 40,000 output tokens, or, when the request caps the output
                 (max_tokens, max_completion_tokens), at most the cap with finish_reason
                 "length" (Anthropic: stop_reason "max_tokens")
+  [score:0.9]   in a judge call (a system message starting "You are a judge"), answer
+                {"score": 0.9, "reason": "..."}; [score:x] (not a number) answers text that
+                is not JSON; without the directive a judge answers 0.5
   [bytes]       report input tokens as the UTF-8 bytes of the messages, the system text
                 and the tools or response_format JSON (one token a byte, plus
                 Anthropic's tool-use prompt): a worst-case tokenizer
@@ -41,7 +44,8 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024  # hundreds of calls connect at once in the load tests
 
 
-DIRECTIVES = "fail|status|429|sleep|reply|down|storm|broken|nul|trickle|numbered|long|bytes"
+DIRECTIVES = "fail|status|429|sleep|reply|down|storm|broken|nul|trickle|numbered|long|bytes|score"
+JUDGE_SYSTEM = "You are a judge"
 DIRECTIVE = re.compile(rf"\[({DIRECTIVES}):?([^\]]*)\]")
 CAP_FIELDS = ("max_tokens", "max_completion_tokens")
 # Anthropic's system prompt for tool use (a forced tool, Claude 4 models).
@@ -64,6 +68,14 @@ def output_tokens(directives: dict[str, str], reply: str, cap: int | None) -> tu
     return tokens, False
 
 
+def _judgement(score: str) -> str:
+    try:
+        value = float(score)
+    except ValueError:
+        return "I would rather not say."
+    return json.dumps({"score": value, "reason": f"scored {value} by the fake judge"})
+
+
 class FakeOpenAI:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
@@ -74,6 +86,7 @@ class FakeOpenAI:
         self.caps: dict[str, list[dict[str, int]]] = {}
         # The messages (and the rest of the body) of each chat call, by its key.
         self.bodies: dict[str, list[dict[str, Any]]] = {}
+        self.chat_bodies: list[dict[str, Any]] = []  # every chat call's body, in order
         self._lock = threading.Lock()
         self.server = _Server(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -106,6 +119,17 @@ class FakeOpenAI:
         """The chat request bodies received with this key (last user message), in order."""
         with self._lock:
             return list(self.bodies.get(key, []))
+
+    def received_with(self, content: str) -> list[dict[str, Any]]:
+        """The chat request bodies, of any key, that hold a message with exactly this
+        content, in order (a retry that appends a user message has another key)."""
+        with self._lock:
+            bodies = list(self.chat_bodies)
+        return [
+            body
+            for body in bodies
+            if any(m.get("content") == content for m in body.get("messages", []))
+        ]
 
     def caps_seen(self, key: str) -> list[dict[str, int]]:
         with self._lock:
@@ -210,6 +234,7 @@ class FakeOpenAI:
                 n = fake._record(key, payload.get("model", ""), payload)
                 with fake._lock:
                     fake.bodies.setdefault(key, []).append(payload)
+                    fake.chat_bodies.append(payload)
                 if self._fault(key, n, payload.get("model", "")):
                     return
                 directives = dict(DIRECTIVE.findall(key))
@@ -220,6 +245,11 @@ class FakeOpenAI:
                     reply = "before\u0000after"
                 if "numbered" in directives:
                     reply = f"call {n}: {reply}"
+                if any(
+                    m.get("role") == "system" and str(m.get("content", "")).startswith(JUDGE_SYSTEM)
+                    for m in messages
+                ):
+                    reply = _judgement(directives.get("score", "0.5"))
                 prompt = sum(words(m["content"]) for m in messages)
                 if "bytes" in directives:
                     prompt = sum(_bytes(m["content"]) for m in messages)

@@ -23,12 +23,13 @@ from typing import Any
 
 from aijobs import metrics, sentry
 from aijobs.broker import QUEUE, RUN_JOB_TASK
+from aijobs.checks import run as checks
 from aijobs.db import autocommit
 from aijobs.jobs import transitions
-from aijobs.jobs.schemas import JobRequest
+from aijobs.jobs.schemas import JobRequest, Message
 from aijobs.jobs.structured import InvalidOutput, parse_output
 from aijobs.settings import get_settings
-from worker import inflight, settle
+from worker import inflight, judging, settle
 from worker.providers.base import Completion, ProviderError
 from worker.providers.errors import map_exception
 from worker.providers.registry import provider_for
@@ -36,24 +37,39 @@ from worker.providers.registry import provider_for
 log = logging.getLogger("aijobs.worker")
 
 
+def _sent(request: JobRequest, job: transitions.Claimed) -> JobRequest:
+    """The request as this call sends it: after a failed check, with the failed output
+    and what failed appended (reserved with the call at claim)."""
+    if not job.retry_messages or request.messages is None:
+        return request
+    added = [Message.model_validate(message) for message in job.retry_messages]
+    return request.model_copy(update={"messages": [*request.messages, *added]})
+
+
 async def _call(
     job: transitions.Claimed,
-) -> tuple[Completion | None, Any, ProviderError | None, int]:
-    """One provider call, its output validated; never raises. timeout_s bounds the
-    whole call (connect, headers, body, streaming), not each read."""
+) -> tuple[Completion | None, Any, ProviderError | None, int, list[checks.Result]]:
+    """One provider call, its output validated (response_schema, then the output
+    checks); never raises. timeout_s bounds the whole call (connect, headers, body,
+    streaming), not each read."""
     started = time.monotonic()
     completion: Completion | None = None
     parsed: Any = None
     error: ProviderError | None = None
+    results: list[checks.Result] = []
     in_flight = metrics.CALLS_IN_FLIGHT.labels(job.model)
     in_flight.inc()
     try:
         request = JobRequest.model_validate(job.request)
         provider, name = provider_for(job.model)
         async with asyncio.timeout(job.timeout_s):
-            completion = await provider.run(name, request, job.timeout_s)
+            completion = await provider.run(name, _sent(request, job), job.timeout_s)
         if request.response_schema is not None:
             parsed = parse_output(completion.content, request.response_schema)
+        if request.task == "chat":
+            results = checks.run_output(request.checks, completion.content)
+            if checks.action(results) is not None:
+                error = ProviderError("check_failed", checks.summary(results), retryable=True)
     except InvalidOutput as exc:
         error = ProviderError("invalid_output", str(exc), retryable=True)
     except TimeoutError:
@@ -70,7 +86,7 @@ async def _call(
         in_flight.dec()
     elapsed = time.monotonic() - started
     metrics.PROVIDER_LATENCY.labels(job.model, error.code if error else "ok").observe(elapsed)
-    return completion, parsed, error, int(elapsed * 1000)
+    return completion, parsed, error, int(elapsed * 1000), results
 
 
 CAPPED_RETRY_S = 0.5
@@ -123,10 +139,16 @@ async def complete(started: Started, owner: str) -> str:
     }
     try:
         with sentry.job_scope(**tags):
-            completion, parsed, error, latency_ms = await _call(job)
-        outcome = await asyncio.to_thread(
-            settle.record, job, owner, completion, parsed, error, latency_ms
-        )
+            completion, parsed, error, latency_ms, results = await _call(job)
+            judges = judging.judges_of(job) if error is None and completion else []
+            if completion is not None and judges:
+                outcome = await judging.judge_and_settle(
+                    job, owner, completion, parsed, latency_ms, results, judges
+                )
+            else:
+                outcome = await asyncio.to_thread(
+                    settle.record, job, owner, completion, parsed, error, latency_ms, results
+                )
         await asyncio.to_thread(wake_budget_waiters, job)
         return outcome
     except Exception:

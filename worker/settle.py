@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from aijobs import metrics
+from aijobs.billing.call_bounds import added_input_cost
 from aijobs.billing.pricing import price_for
+from aijobs.checks import run as checks
 from aijobs.db import autocommit
 from aijobs.jobs import transitions
 from aijobs.money import usd
@@ -57,7 +61,8 @@ def with_db_retries(what: str, statement: Callable[[Connection], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def _result(completion: Completion, parsed: Any) -> dict[str, Any]:
+def result_of(completion: Completion, parsed: Any) -> dict[str, Any]:
+    """The job's result from the call's answer (made storable)."""
     result = {
         "content": completion.content,
         "parsed": parsed,
@@ -73,22 +78,28 @@ def _next_model(job: transitions.Claimed) -> str | None:
     return models[position + 1] if position + 1 < len(models) else None
 
 
-def _call_record(
+def call_record(
     job: transitions.Claimed,
     completion: Completion | None,
     error: ProviderError | None,
     latency_ms: int,
+    results: Sequence[checks.Result] = (),
+    *,
+    model: str | None = None,
 ) -> tuple[transitions.CallRecord, ProviderError | None]:
+    """What the call cost (at `model`'s price: the job's model unless a judge's) and how
+    it ended, with the checks run on its answer."""
+    model = model or job.model
     input_tokens = completion.input_tokens if completion else 0
     output_tokens = completion.output_tokens if completion else 0
     try:
-        cost = price_for(job.model).cost(input_tokens, output_tokens)
+        cost = price_for(model).cost(input_tokens, output_tokens)
     except Exception:
-        log.exception("job %s: no price for %s on this worker", job.id, job.model)
+        log.exception("job %s: no price for %s on this worker", job.id, model)
         cost = job.reserved_usd  # the most the call can have cost
         error = ProviderError(
             "internal",
-            f"{job.model} has no price on this worker; the call is charged at its reservation",
+            f"{model} has no price on this worker; the call is charged at its reservation",
             retryable=False,
         )
     call = transitions.CallRecord(
@@ -100,6 +111,7 @@ def _call_record(
         error_code=error.code if error else None,
         error_message=storable_text(error.message[:2000]) if error else None,
         http_status=error.http_status if error else None,
+        checks=[result.as_json() for result in results] if results else None,
     )
     return call, error
 
@@ -111,17 +123,32 @@ def record(
     parsed: Any,
     error: ProviderError | None,
     latency_ms: int,
+    results: Sequence[checks.Result] = (),
+    *,
+    judged: transitions.CallRecord | None = None,
+    judge_model: str = "",
+    output_cost_usd: Decimal | None = None,
 ) -> str:
-    """Settle the attempt, with the call's cost, metrics and log line:
-    succeeded | failed | retrying. Raises only when nothing could be recorded."""
-    call, error = _call_record(job, completion, error, latency_ms)
-    metrics.TOKENS.labels(job.model, "input").inc(call.input_tokens)
-    metrics.TOKENS.labels(job.model, "output").inc(call.output_tokens)
-    metrics.SPEND.labels(job.model).inc(float(call.cost_usd))
+    """Settle the attempt, with the call's cost, its checks, metrics and log line:
+    succeeded | failed | retrying. With `judged`, the attempt is a judge's call (its
+    record): the job ends or moves on by all of `results`, its result the output
+    `completion` gave. Raises only when nothing could be recorded."""
+    if judged is not None:
+        call = replace(
+            judged,
+            job_checks=[result.as_json() for result in results],
+            output_cost_usd=(output_cost_usd or Decimal(0)) + judged.cost_usd,
+        )
+    else:
+        call, error = call_record(job, completion, error, latency_ms, results)
+    count_usage(judge_model or job.model, call)
+    for result in results:
+        if not result.passed:
+            metrics.CHECK_FAILURES.labels(job.prompt_name, result.type).inc()
     what = f"job {job.id} attempt {job.attempt_no}"
     try:
         outcome, settled = with_db_retries(
-            what, lambda conn: _settle(conn, job, owner, call, completion, parsed, error)
+            what, lambda conn: _settle(conn, job, owner, call, completion, parsed, error, results)
         )
     except Exception as exc:
         log.exception("%s: the settle failed; recording it as failed internal", what)
@@ -130,7 +157,7 @@ def record(
             f"the attempt's outcome could not be stored ({type(exc).__name__})",
             retryable=False,
         )
-        call, error = _call_record(job, None, failed, latency_ms)
+        call, error = call_record(job, None, failed, latency_ms)
         outcome, settled = with_db_retries(
             what, lambda conn: _settle(conn, job, owner, call, None, None, error)
         )
@@ -162,6 +189,12 @@ def record(
     return outcome
 
 
+def count_usage(model: str, call: transitions.CallRecord) -> None:
+    metrics.TOKENS.labels(model, "input").inc(call.input_tokens)
+    metrics.TOKENS.labels(model, "output").inc(call.output_tokens)
+    metrics.SPEND.labels(model).inc(float(call.cost_usd))
+
+
 def _settle(
     conn: Connection,
     job: transitions.Claimed,
@@ -170,13 +203,22 @@ def _settle(
     completion: Completion | None,
     parsed: Any,
     error: ProviderError | None,
+    results: Sequence[checks.Result] = (),
 ) -> tuple[str, transitions.Settled]:
     """Succeed, retry, fall back or fail, by what the call gave."""
     settings = get_settings()
+    if error is not None and error.code == "check_failed" and completion is not None:
+        return _settle_check_failure(conn, job, owner, call, completion, parsed, error, results)
     if error is None and completion is not None:
-        result = _result(completion, parsed)
+        result = result_of(completion, parsed)
         settled = transitions.succeed(
-            conn, job, owner, call, result, cache_ttl_s=settings.cache_ttl_s
+            conn,
+            job,
+            owner,
+            call,
+            result,
+            cache_ttl_s=settings.cache_ttl_s,
+            cache_cost_usd=call.output_cost_usd,
         )
         return "succeeded", settled
     assert error is not None
@@ -204,6 +246,47 @@ def _settle(
         code=error.code,
         message=error.message,
         retryable=error.retryable,
-        result=_result(completion, None) if completion is not None else None,
+        result=result_of(completion, None) if completion is not None else None,
+    )
+    return "failed", settled
+
+
+def _settle_check_failure(
+    conn: Connection,
+    job: transitions.Claimed,
+    owner: str,
+    call: transitions.CallRecord,
+    completion: Completion,
+    parsed: Any,
+    error: ProviderError,
+    results: Sequence[checks.Result],
+) -> tuple[str, transitions.Settled]:
+    """An answer that failed its checks, by the strictest failing check's on_fail:
+    retry the same model with the failed output and what failed (while it has
+    attempts), fall back to the next model, or fail check_failed keeping the output."""
+    wanted = checks.action(results)
+    next_model = _next_model(job)
+    if wanted == "retry" and job.model_attempt_no < job.max_attempts:
+        messages = checks.retry_messages(completion.content, results)
+        reserve = added_input_cost(messages, job.model)
+        # A check failure is not transient: no backoff, the next attempt is due now.
+        settled = transitions.schedule_retry(
+            conn, job, owner, call, 0, retry_messages=messages, retry_reserve_usd=reserve
+        )
+        log.info("job %s: attempt %d failed its checks; retry", job.id, job.attempt_no)
+        return "retrying", settled
+    if wanted in ("retry", "fallback") and next_model is not None:
+        settled = transitions.fall_back(conn, job, owner, call, next_model)
+        log.info("job %s: %s failed its checks; next: %s", job.id, job.model, next_model)
+        return "retrying", settled
+    settled = transitions.fail(
+        conn,
+        job,
+        owner,
+        call,
+        code="check_failed",
+        message=error.message,
+        retryable=False,
+        result=result_of(completion, parsed),
     )
     return "failed", settled

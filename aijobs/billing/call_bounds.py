@@ -11,6 +11,7 @@ read the same request and the same price table, through these functions.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 from aijobs.billing.pricing import price_for
@@ -80,6 +81,17 @@ def added_input_tokens(request: JobRequest, model: str) -> int:
     if provider == "openai":
         return _size(response_format(request.response_schema)) + RESPONSE_FORMAT_PROMPT_TOKENS
     return 0  # the simulator sends nothing beyond the messages
+
+
+def messages_token_bound(messages: list[dict[str, str]]) -> int:
+    """A bound on the input tokens of messages added to a request (a check retry's)."""
+    return sum(len(m["content"].encode()) + TOKENS_PER_MESSAGE for m in messages)
+
+
+def added_input_cost(messages: list[dict[str, str]], model: str) -> Decimal:
+    """The most messages added to a call's request cost as its input, at list price:
+    reserved with the call, beside the request's own reservation."""
+    return price_for(model).cost(messages_token_bound(messages), 0)
 
 
 def input_token_bound(request: JobRequest, model: str) -> int:

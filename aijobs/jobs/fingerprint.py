@@ -21,7 +21,17 @@ def fingerprint(tenant_id: uuid.UUID, request: JobRequest) -> str:
     answer_inputs = request.model_dump(
         mode="json",
         exclude_none=True,
-        include={"task", "model", "fallbacks", "messages", "input", "params", "response_schema"},
+        include={
+            "task",
+            "model",
+            "fallbacks",
+            "messages",
+            "input",
+            "params",
+            "response_schema",
+            # A different check is a different request: its answer may be another.
+            "checks",
+        },
     )
     return hashlib.sha256(_canonical({"tenant": str(tenant_id), **answer_inputs})).hexdigest()
 

@@ -77,7 +77,7 @@ class JobRequest(BaseModel):
     timeout_s: float = Field(default=60, gt=0, le=600)
     metadata: dict[str, str] = Field(default_factory=dict)
     # Instead of messages: a prompt version rendered with these variables (subject keeps
-    # a split label's pick sticky). Guardrails: accepted and validated, run by the worker.
+    # a split label's pick sticky). Checks: input ones run at submit, output ones in the worker.
     prompt: PromptRef | None = None
     subject: str | None = Field(default=None, min_length=1, max_length=200)
     checks: Checks = Field(default_factory=list)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from aijobs.billing import budget
 from aijobs.billing.pricing import price_for
+from aijobs.checks.run import refuse_input
 from aijobs.checks.schemas import judge_models
 from aijobs.errors import Conflict, IdempotencyConflict, InvalidRequest, Unsupported
 from aijobs.jobs import transitions
@@ -105,6 +106,14 @@ def check_submittable(request: JobRequest, *, refuse_unconfigured: bool = False)
             )
 
 
+def _input_texts(request: JobRequest) -> list[str]:
+    if request.messages is not None:
+        return [message.content for message in request.messages]
+    if isinstance(request.input, list):
+        return list(request.input)
+    return [request.input] if request.input is not None else []
+
+
 def _replayed(
     session: Session, tenant_id: uuid.UUID, key: str, request: JobRequest, job_id: uuid.UUID
 ) -> uuid.UUID | None:
@@ -174,6 +183,9 @@ def submit(
         )
         request, prompt = resolve_prompt(reader, tenant_id, request)
     check_submittable(request, refuse_unconfigured=refuse_unconfigured)
+    # Input checks see what would be sent (a prompt job's rendered messages); a failure
+    # is refused before anything is written.
+    refuse_input(request.checks, _input_texts(request))
     if budgeted:
         budget.refuse_if_over(session.connection(), tenant_id)
     job_id = uuid.uuid4()

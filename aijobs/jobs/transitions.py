@@ -12,6 +12,9 @@ SQL guarded by the state it leaves, so each is safe to run twice.
     succeed     running (ours)     -> succeeded (and cached)
     retry       running (ours)     -> queued, due after a backoff
     fall back   running (ours)     -> queued, on the next model
+    judge       running (ours)     -> running (ours), its call recorded and a judge
+                                      check's call reserved as the next attempt (or
+                                      failed budget_exceeded when it cannot fit)
     fail        running (ours)     -> failed
     cancel      queued | running   -> cancelled
     lapse       running, lease out -> queued (its lost call charged at its reservation),
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -152,8 +155,11 @@ _CLAIM = text(
         WHERE id = :id AND status = 'queued' AND leader_id IS NULL
           AND coalesce(next_attempt_at, now()) <= now()
         RETURNING id, tenant_id, current_model, request, timeout_s, max_attempts, attempts,
-                  model_attempts, coalesce((reserve_usd ->> current_model)::numeric, 0) AS reserve,
-                  started_at = now() AS first_start
+                  model_attempts,
+                  coalesce((reserve_usd ->> current_model)::numeric, 0) + retry_reserve_usd
+                      AS reserve,
+                  started_at = now() AS first_start, retry_messages,
+                  coalesce(prompt ->> 'name', '') AS prompt_name
     ), limits AS (
         SELECT t.daily_budget_usd AS daily, t.monthly_budget_usd AS monthly
         FROM tenants t JOIN claimed k ON t.id = k.tenant_id
@@ -195,7 +201,7 @@ _CLAIM = text(
            EXISTS (SELECT 1 FROM budget),
            CASE WHEN EXISTS (SELECT 1 FROM allowed) THEN true
                 ELSE coalesce((SELECT fits FROM alone), false) END,
-           k.first_start
+           k.first_start, k.retry_messages, k.prompt_name
     FROM claimed k
     """
 )
@@ -241,7 +247,8 @@ _WAKE_BUDGET_WAITERS = text(
     f"""
     WITH waiting AS (
         SELECT j.id, j.tenant_id, j.created_at,
-               coalesce((j.reserve_usd ->> j.current_model)::numeric, 0) AS reserve
+               coalesce((j.reserve_usd ->> j.current_model)::numeric, 0) + j.retry_reserve_usd
+                   AS reserve
         FROM jobs j
         WHERE j.status = 'queued' AND j.next_attempt_at = {BUDGET_WAIT}
           AND (CAST(:tenant_id AS uuid) IS NULL OR j.tenant_id = CAST(:tenant_id AS uuid))
@@ -293,7 +300,7 @@ def _settle(transition: str, then: str = "") -> TextClause:
                    latency_ms = :latency_ms, input_tokens = :input_tokens,
                    output_tokens = :output_tokens, cost_usd = :cost_usd,
                    error_code = :error_code, error_message = :error_message,
-                   http_status = :http_status
+                   http_status = :http_status, checks = :checks
             WHERE job_id = :id AND attempt_no = :attempt_no AND outcome = 'started'
             RETURNING job_id, tenant_id, reserved_usd, budget_held
         ), released AS (
@@ -303,7 +310,8 @@ def _settle(transition: str, then: str = "") -> TextClause:
                 day_spent = c.day_spent + :cost_usd, month_spent = c.month_spent + :cost_usd
             FROM call a WHERE c.tenant_id = a.tenant_id AND a.budget_held
         ), ended AS (
-            UPDATE jobs SET {transition}, lease_owner = NULL, lease_expires_at = NULL, {_USAGE}
+            UPDATE jobs SET {transition}, lease_owner = NULL, lease_expires_at = NULL, {_USAGE},
+                   checks = coalesce(:job_checks, checks)
             WHERE id IN (SELECT job_id FROM call) AND status = 'running'
               AND lease_owner = :owner AND attempts = :attempt_no
             RETURNING id, tenant_id, fingerprint, current_model, followers
@@ -314,14 +322,21 @@ def _settle(transition: str, then: str = "") -> TextClause:
         SELECT (SELECT count(*) FROM call), (SELECT count(*) FROM ended),
                coalesce((SELECT followers FROM ended), 0)
         """
+    ).bindparams(
+        bindparam("checks", type_=JSONB(none_as_null=True)),
+        bindparam("job_checks", type_=JSONB(none_as_null=True)),
     )
+
+
+# What a check retry added to the next call goes once the job leaves the model (or ends).
+_NO_RETRY_MESSAGES = "retry_messages = NULL, retry_reserve_usd = 0"
 
 
 # A success of a job with a fingerprint (cache on) is written to the exact cache.
 _CACHE_RESULT = """, cached AS (
             INSERT INTO cache_entries (tenant_id, fingerprint, result, model, cost_usd,
                                        input_tokens, output_tokens, created_at, expires_at)
-            SELECT tenant_id, fingerprint, :result, current_model, :cost_usd, :input_tokens,
+            SELECT tenant_id, fingerprint, :result, current_model, :cache_cost_usd, :input_tokens,
                    :output_tokens, now(), now() + make_interval(secs => :cache_ttl_s)
             FROM ended WHERE fingerprint IS NOT NULL
             ON CONFLICT (tenant_id, fingerprint) DO UPDATE SET
@@ -330,22 +345,28 @@ _CACHE_RESULT = """, cached AS (
                 created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
         )"""
 _SUCCEED = _settle(
-    "status = 'succeeded', finished_at = now(), result = :result", then=_CACHE_RESULT
+    f"status = 'succeeded', finished_at = now(), result = :result, {_NO_RETRY_MESSAGES}",
+    then=_CACHE_RESULT,
 ).bindparams(bindparam("result", type_=JSONB))
 _FAIL = _settle(
-    """status = 'failed', finished_at = now(), result = :result, error_code = :code,
-       error_message = :message, error_retryable = :retryable"""
+    f"""status = 'failed', finished_at = now(), result = :result, error_code = :code,
+       error_message = :message, error_retryable = :retryable, {_NO_RETRY_MESSAGES}"""
 ).bindparams(bindparam("result", type_=JSONB))
 # Back to queued with a due time in Postgres: the wait holds no worker slot and no
 # delayed broker message, and survives any restart. The sweeper publishes it when due.
+# A check retry sets the messages its next call adds (and their reservation); a retry
+# after a provider error keeps those of an earlier check retry.
 _RETRY = _settle(
     """status = 'queued', enqueued_at = now(),
-       next_attempt_at = now() + make_interval(secs => :delay_s)"""
-)
+       next_attempt_at = now() + make_interval(secs => :delay_s),
+       retry_reserve_usd = CASE WHEN CAST(:retry_messages AS jsonb) IS NULL
+                                THEN retry_reserve_usd ELSE :retry_reserve_usd END,
+       retry_messages = coalesce(CAST(:retry_messages AS jsonb), retry_messages)"""
+).bindparams(bindparam("retry_messages", type_=JSONB(none_as_null=True)))
 # The model's attempts ended in a retryable error: the next model gets its own.
 _FALLBACK = _settle(
-    """status = 'queued', enqueued_at = now(), next_attempt_at = now(),
-       current_model = :next_model, model_attempts = 0"""
+    f"""status = 'queued', enqueued_at = now(), next_attempt_at = now(),
+       current_model = :next_model, model_attempts = 0, {_NO_RETRY_MESSAGES}"""
 )
 # The claim counted a call that is not made: fail the job without it.
 _REFUSED = text(
@@ -381,6 +402,10 @@ class Claimed:
     model_attempt_no: int  # among the calls to this model
     reserved_usd: Decimal  # the most this call may cost (held against the budget)
     budget_held: bool = False  # reserved against the tenant's budget: its settle frees room
+    # A check retry: the failed output and what failed, sent after the request's messages
+    # (their cost is in reserved_usd).
+    retry_messages: list[dict[str, str]] = field(default_factory=list)
+    prompt_name: str = ""  # the prompt the job was rendered from, or ""
 
 
 @dataclass(frozen=True)
@@ -389,6 +414,12 @@ class CallRecord:
 
     outcome: str  # succeeded | failed
     latency_ms: int
+    checks: list[dict[str, Any]] | None = None  # the output checks run on its answer
+    # The checks of the job's output, when not the call's own (a judge's call: its own
+    # result, and the job's are all of them).
+    job_checks: list[dict[str, Any]] | None = None
+    # What the output cost in all (a judge's call: the output's call and its judges').
+    output_cost_usd: Decimal | None = None
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
@@ -441,6 +472,8 @@ def claim(
         held,
         fits_alone,
         first_start,
+        retry_messages,
+        prompt_name,
     ) = row
     if not allowed and model_attempt_no <= max_attempts and fits_alone:
         return OverReserved(job_id, tenant_id, attempt_no, Decimal(reserved), bool(first_start))
@@ -471,6 +504,8 @@ def claim(
         model_attempt_no=model_attempt_no,
         reserved_usd=Decimal(reserved),
         budget_held=bool(held),
+        retry_messages=list(retry_messages or []),
+        prompt_name=str(prompt_name),
     )
 
 
@@ -525,6 +560,8 @@ def _run_settle(
         "error_code": call.error_code,
         "error_message": call.error_message,
         "http_status": call.http_status,
+        "checks": call.checks,
+        "job_checks": call.job_checks if call.job_checks is not None else call.checks,
         **extra,
     }
     row = conn.execute(statement, params).one()
@@ -539,8 +576,20 @@ def succeed(
     result: dict[str, Any],
     *,
     cache_ttl_s: float,
+    cache_cost_usd: Decimal | None = None,
 ) -> Settled:
-    return _run_settle(conn, _SUCCEED, job, owner, call, result=result, cache_ttl_s=cache_ttl_s)
+    """running (ours) -> succeeded, cached at what a hit saves: the call's cost, or
+    `cache_cost_usd` (a judged output's: its call's and its judges')."""
+    return _run_settle(
+        conn,
+        _SUCCEED,
+        job,
+        owner,
+        call,
+        result=result,
+        cache_ttl_s=cache_ttl_s,
+        cache_cost_usd=call.cost_usd if cache_cost_usd is None else cache_cost_usd,
+    )
 
 
 def fail(
@@ -568,15 +617,165 @@ def fail(
 
 
 def schedule_retry(
-    conn: Connection, job: Claimed, owner: str, call: CallRecord, delay_s: float
+    conn: Connection,
+    job: Claimed,
+    owner: str,
+    call: CallRecord,
+    delay_s: float,
+    *,
+    retry_messages: list[dict[str, str]] | None = None,
+    retry_reserve_usd: Decimal = Decimal(0),
 ) -> Settled:
-    return _run_settle(conn, _RETRY, job, owner, call, delay_s=delay_s)
+    """running (ours) -> queued, due after delay_s; a check retry gives the messages
+    its next call adds and the most they cost as input."""
+    return _run_settle(
+        conn,
+        _RETRY,
+        job,
+        owner,
+        call,
+        delay_s=delay_s,
+        retry_messages=retry_messages,
+        retry_reserve_usd=retry_reserve_usd,
+    )
 
 
 def fall_back(
     conn: Connection, job: Claimed, owner: str, call: CallRecord, next_model: str
 ) -> Settled:
     return _run_settle(conn, _FALLBACK, job, owner, call, next_model=next_model)
+
+
+# --- judge checks: a second call within the same run --------------------------------
+
+# The call whose output a judge scores is recorded (cost, checks so far, its budget hold
+# released) without moving the job: it stays running under our lease for the judge.
+_RECORD_CALL = text(
+    f"""
+    WITH call AS (
+        UPDATE attempts SET outcome = :outcome, finished_at = now(),
+               latency_ms = :latency_ms, input_tokens = :input_tokens,
+               output_tokens = :output_tokens, cost_usd = :cost_usd,
+               error_code = :error_code, error_message = :error_message,
+               http_status = :http_status, checks = :checks
+        WHERE job_id = :id AND attempt_no = :attempt_no AND outcome = 'started'
+        RETURNING job_id, tenant_id, reserved_usd, budget_held
+    ), released AS (
+        UPDATE budget_counters c SET
+            day_reserved = greatest(c.day_reserved - a.reserved_usd, 0),
+            month_reserved = greatest(c.month_reserved - a.reserved_usd, 0),
+            day_spent = c.day_spent + :cost_usd, month_spent = c.month_spent + :cost_usd
+        FROM call a WHERE c.tenant_id = a.tenant_id AND a.budget_held
+    ), used AS (
+        UPDATE jobs SET {_USAGE}, checks = coalesce(:checks, checks)
+        WHERE id IN (SELECT job_id FROM call)
+    )
+    SELECT count(*) FROM call
+    """
+).bindparams(bindparam("checks", type_=JSONB(none_as_null=True)))
+# running (ours, this attempt) -> running (ours, the next attempt number: the judge's),
+# its call reserved against the tenant's budget and recorded (kind judge) before it is
+# made, in one statement as a claim does. Nothing changes when it does not fit.
+_CLAIM_JUDGE = text(
+    f"""
+    WITH job AS (
+        SELECT id, tenant_id FROM jobs
+        WHERE id = :id AND status = 'running' AND lease_owner = :owner
+          AND attempts = :attempt_no
+        FOR UPDATE
+    ), limits AS (
+        SELECT t.daily_budget_usd AS daily, t.monthly_budget_usd AS monthly
+        FROM tenants t JOIN job k ON t.id = k.tenant_id
+    ), budget AS (
+        UPDATE budget_counters c SET
+            day = {TODAY}, month = {MONTH},
+            day_spent = CASE WHEN c.day = {TODAY} THEN c.day_spent ELSE 0 END,
+            month_spent = CASE WHEN c.month = {MONTH} THEN c.month_spent ELSE 0 END,
+            day_reserved = c.day_reserved + :reserve,
+            month_reserved = c.month_reserved + :reserve
+        FROM job k, limits l
+        WHERE c.tenant_id = k.tenant_id
+          AND (l.daily IS NOT NULL OR l.monthly IS NOT NULL)
+          AND (l.daily IS NULL OR (CASE WHEN c.day = {TODAY} THEN c.day_spent ELSE 0 END)
+                                  + c.day_reserved + :reserve <= l.daily)
+          AND (l.monthly IS NULL OR (CASE WHEN c.month = {MONTH} THEN c.month_spent ELSE 0 END)
+                                    + c.month_reserved + :reserve <= l.monthly)
+        RETURNING c.tenant_id
+    ), allowed AS (
+        SELECT k.* FROM job k, limits l
+        WHERE (l.daily IS NULL AND l.monthly IS NULL) OR EXISTS (SELECT 1 FROM budget)
+    ), bumped AS (
+        UPDATE jobs SET attempts = attempts + 1 WHERE id IN (SELECT id FROM allowed)
+    ), started AS (
+        INSERT INTO attempts (job_id, tenant_id, attempt_no, model, worker, outcome,
+                              started_at, input_tokens, output_tokens, cost_usd, reserved_usd,
+                              budget_held, cost_estimated, kind)
+        SELECT id, tenant_id, :attempt_no + 1, :model, :owner, 'started', now(), 0, 0, 0,
+               :reserve, EXISTS (SELECT 1 FROM budget), false, 'judge'
+        FROM allowed
+    )
+    SELECT EXISTS (SELECT 1 FROM job), EXISTS (SELECT 1 FROM allowed),
+           EXISTS (SELECT 1 FROM budget)
+    """
+)
+_JUDGE_REFUSED = text(
+    """
+    UPDATE jobs SET status = 'failed', finished_at = now(), error_code = 'budget_exceeded',
+           error_retryable = false, result = :result, lease_owner = NULL,
+           lease_expires_at = NULL, retry_messages = NULL, retry_reserve_usd = 0,
+           error_message = 'the judge call cannot fit the tenant''s budget; it was not made'
+    WHERE id = :id AND status = 'running' AND lease_owner = :owner AND attempts = :attempt_no
+    RETURNING followers
+    """
+).bindparams(bindparam("result", type_=JSONB))
+
+
+def record_call(conn: Connection, job: Claimed, call: CallRecord) -> bool:
+    """The call's attempt completed and charged; the job stays running (ours) for its
+    judge. False when the attempt was settled already."""
+    params = {
+        "id": job.id,
+        "attempt_no": job.attempt_no,
+        "outcome": call.outcome,
+        "latency_ms": call.latency_ms,
+        "input_tokens": call.input_tokens,
+        "output_tokens": call.output_tokens,
+        "cost_usd": call.cost_usd,
+        "error_code": call.error_code,
+        "error_message": call.error_message,
+        "http_status": call.http_status,
+        "checks": call.checks,
+    }
+    return bool(conn.execute(_RECORD_CALL, params).scalar())
+
+
+def claim_judge(
+    conn: Connection, job: Claimed, owner: str, model: str, reserve: Decimal
+) -> Claimed | str:
+    """running (ours) -> running (ours) with the judge's call reserved and recorded as the
+    next attempt: the Claimed to settle it with. Else "gone" (the job left our hands)
+    or "over_budget" (it does not fit the budget beside the calls in flight)."""
+    params = {
+        "id": job.id,
+        "owner": owner,
+        "attempt_no": job.attempt_no,
+        "model": model,
+        "reserve": reserve,
+    }
+    ours, allowed, held = conn.execute(_CLAIM_JUDGE, params).one()
+    if not ours:
+        return "gone"
+    if not allowed:
+        return "over_budget"
+    return replace(job, attempt_no=job.attempt_no + 1, reserved_usd=reserve, budget_held=held)
+
+
+def refuse_judge(conn: Connection, job: Claimed, owner: str, result: dict[str, Any]) -> Settled:
+    """running (ours) -> failed budget_exceeded: the judge's call does not fit; the
+    output stays in the result."""
+    params = {"id": job.id, "owner": owner, "attempt_no": job.attempt_no, "result": result}
+    followers = conn.execute(_JUDGE_REFUSED, params).first()
+    return Settled(ended=followers is not None, followers=int(followers[0] if followers else 0))
 
 
 _CURRENT_MODEL = text(
@@ -692,7 +891,10 @@ _REQUEUE_LAPSED = text(
     )
     UPDATE jobs j SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
            enqueued_at = now(), current_model = coalesce(m.next_model, j.current_model),
-           model_attempts = CASE WHEN m.next_model IS NULL THEN j.model_attempts ELSE 0 END
+           model_attempts = CASE WHEN m.next_model IS NULL THEN j.model_attempts ELSE 0 END,
+           retry_messages = CASE WHEN m.next_model IS NULL THEN j.retry_messages END,
+           retry_reserve_usd = CASE WHEN m.next_model IS NULL THEN j.retry_reserve_usd
+                                    ELSE 0 END
     FROM lapsed l LEFT JOIN moved m ON m.id = l.id
     WHERE j.id = l.id AND j.status = 'running'
     RETURNING j.id
@@ -769,7 +971,8 @@ _REQUEUE_FOR_RERUN = text(
            error_code = NULL, error_message = NULL, error_retryable = NULL,
            current_model = model, model_attempts = 0, next_attempt_at = NULL,
            enqueued_at = now(), lease_owner = NULL, lease_expires_at = NULL,
-           cache_hit = false, leader_id = :leader_id, followers = 0
+           cache_hit = false, leader_id = :leader_id, followers = 0, checks = NULL,
+           retry_messages = NULL, retry_reserve_usd = 0
     WHERE id = :id
     """
 )
@@ -935,7 +1138,8 @@ _PURGE_EXPIRED = text(
         FOR UPDATE OF j SKIP LOCKED
     ), purged AS (
         UPDATE jobs j SET purged = true, request = '{}'::jsonb, result = NULL,
-               metadata = '{}'::jsonb, error_message = NULL, fingerprint = NULL
+               metadata = '{}'::jsonb, error_message = NULL, fingerprint = NULL,
+               retry_messages = NULL
         FROM expired e WHERE j.id = e.id
         RETURNING j.id
     ), calls AS (

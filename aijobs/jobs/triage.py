@@ -115,6 +115,8 @@ def attempts(session: Session, job_id: str) -> list[dict[str, Any]]:
             "cost_usd": usd(row.cost_usd),
             "cost_estimated": row.cost_estimated,
             "worker": row.worker,
+            "kind": row.kind,
+            "checks": row.checks,
         }
         for row in rows
     ]

@@ -48,6 +48,7 @@ VIEW_COLUMNS = (
     "webhook_attempts",
     "purged",
     "prompt",
+    "checks",
 )
 
 
@@ -88,4 +89,7 @@ def view(row: Mapping[str, Any]) -> dict[str, Any]:
         # SPEC's Retention: the request and result were removed (result is null).
         "purged": row["purged"],
         "prompt": row["prompt"],  # {"name", "version"} of the prompt it ran, or None
+        # The output checks run on its last output: [{"type", "passed", "detail"}], or
+        # None when none ran.
+        "checks": row["checks"],
     }

@@ -1,5 +1,5 @@
 """How each version of a prompt does, from its jobs: counts, outcomes by error code,
-cost and latency. Checks passed and feedback join in when those exist."""
+cost, latency, and the share whose checks passed. Feedback joins in when it exists."""
 
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ _BY_VERSION = text(
            count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
            count(*) FILTER (WHERE status = 'failed') AS failed,
            count(*) FILTER (WHERE cache_hit) AS cache_hits,
+           count(*) FILTER (WHERE jsonb_array_length(coalesce(checks, '[]')) > 0) AS checked,
+           count(*) FILTER (WHERE jsonb_array_length(coalesce(checks, '[]')) > 0
+                              AND NOT jsonb_path_exists(checks, '$[*] ? (@.passed == false)'))
+               AS checks_passed,
            coalesce(sum(cost_usd), 0) AS cost_usd,
            percentile_cont(0.5) WITHIN GROUP (ORDER BY finished_at - created_at)
                FILTER (WHERE finished_at IS NOT NULL) AS p50,
@@ -71,8 +75,11 @@ def stats(
             "failed": int(row.failed),
             "failed_by_code": failed.get(row.version, {}),
             "cache_hits": int(row.cache_hits),
-            # Not measured until checks run and feedback exists.
-            "checks_passed": None,
+            # The share of its jobs whose last output passed all its checks, among the
+            # jobs where checks ran (None when none did).
+            "checks_passed": (
+                round(int(row.checks_passed) / int(row.checked), 4) if row.checked else None
+            ),
             "feedback": {},
             "cost_usd": usd(Decimal(row.cost_usd)),
             "latency_ms": {"p50": _ms(row.p50), "p95": _ms(row.p95)},
