@@ -48,6 +48,8 @@ VIEW_COLUMNS = (
     "webhook_attempts",
     "purged",
     "prompt",
+    "batch_id",
+    "custom_id",
 )
 
 
@@ -88,4 +90,7 @@ def view(row: Mapping[str, Any]) -> dict[str, Any]:
         # SPEC's Retention: the request and result were removed (result is null).
         "purged": row["purged"],
         "prompt": row["prompt"],  # {"name", "version"} of the prompt it ran, or None
+        # A batch's job: its batch and the custom_id its line gave (else both None).
+        "batch_id": str(row["batch_id"]) if row["batch_id"] is not None else None,
+        "custom_id": row["custom_id"],
     }
