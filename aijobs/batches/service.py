@@ -204,8 +204,7 @@ def cancel(conn: Connection, tenant_id: uuid.UUID, batch_id: str) -> Cancelled:
     """queued | running -> cancelling (cancelled when nothing runs); a batch cancelling
     or cancelled already answers as it is; one that completed is 409."""
     parsed = resolve(conn, tenant_id, batch_id)
-    _, heirs = transitions.cancel(conn, parsed)
-    batch = _view(conn, tenant_id, parsed)
-    if batch["status"] == "completed":
+    if _view(conn, tenant_id, parsed)["status"] == "completed":
         raise Conflict(f"batch {batch_id} already completed; it cannot be cancelled")
-    return Cancelled(batch, heirs)
+    heirs = transitions.cancel(conn, parsed)
+    return Cancelled(_view(conn, tenant_id, parsed), heirs)

@@ -5,6 +5,7 @@ by the state it leaves, so each is safe to run twice.
     start       queued                        -> running: a job left queued
     complete    queued | running              -> completed: no job queued or running
     cancel      queued | running              -> cancelling: its queued jobs cancelled
+                                                 (batch_settle, told by aijobs.cancel_batch)
     end cancel  cancelling                    -> cancelled: no job running any more
 
 `start`, `complete` and `end cancel` are the SQL function batch_settle (migration
@@ -34,6 +35,7 @@ from aijobs.errors import Conflict
 from aijobs.jobs import transitions as job_transitions
 
 CHUNK = 2000
+PUBLISH_NOW = 1000
 BATCH_STATUSES = ("queued", "running", "completed", "cancelling", "cancelled")
 
 _CREATE = text(
@@ -56,6 +58,9 @@ _COLUMNS = """id, tenant_id, status, model, current_model, model_attempts, task,
 _RECORD = """r(id uuid, model text, task text, request jsonb, metadata jsonb, webhook_url text,
     max_attempts int, timeout_s numeric, fingerprint text, reserve_usd jsonb, prompt jsonb,
     custom_id text, batch_index int)"""
+# Published by the API now, or (a time long past) left for the sweeper: see _TO_PUBLISH.
+_ENQUEUED = f"""CASE WHEN r.batch_index < {PUBLISH_NOW} THEN now()
+    ELSE timestamptz 'epoch' + r.batch_index * interval '1 microsecond' END"""
 # The single submit's insert (aijobs/jobs/transitions.py), for many rows: a cache hit
 # is inserted succeeded; a row identical to a job in flight is not inserted (follow).
 _INSERT = text(
@@ -66,7 +71,7 @@ _INSERT = text(
            r.webhook_url, r.max_attempts, r.timeout_s, 0, 0, 0, 0, hit.result IS NOT NULL,
            coalesce(hit.cost_usd, 0), r.fingerprint, NULL, 0, hit.result,
            CASE WHEN hit.result IS NULL THEN NULL ELSE now() END,
-           CASE WHEN hit.result IS NULL THEN NULL ELSE now() END, now(), now(),
+           CASE WHEN hit.result IS NULL THEN NULL ELSE now() END, now(), {_ENQUEUED},
            r.reserve_usd, r.prompt, :batch_id, r.custom_id, r.batch_index
     FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS {_RECORD}
     LEFT JOIN cache_entries hit
@@ -112,20 +117,19 @@ _COUNT = text(
     """
 )
 _SETTLE = text("SELECT batch_settle(:id)")
+# The first PUBLISH_NOW queued leaders are published by the API after the commit; the
+# others are inserted as never published (enqueued_at long past, in input order), so
+# the sweeper's look for lost messages (aijobs/lost_work.py) publishes them as the
+# broker holds fewer messages than there are such jobs, up to a sweep's batch a pass.
 _TO_PUBLISH = text(
     """
     SELECT id FROM jobs
-    WHERE batch_id = :id AND status = 'queued' AND leader_id IS NULL
+    WHERE batch_id = :id AND batch_index < :now AND status = 'queued' AND leader_id IS NULL
     ORDER BY batch_index
     """
 )
-_START_CANCEL = text(
-    """
-    UPDATE batches SET status = 'cancelling'
-    WHERE id = :id AND status IN ('queued', 'running')
-    RETURNING id
-    """
-)
+# Within this transaction, batch_settle makes the batch cancelling (see migration 0012).
+_CANCELLING = text("SELECT set_config('aijobs.cancel_batch', CAST(:id AS text), true)")
 # The job's own cancel (aijobs/jobs/transitions.py), for all the batch's queued jobs in
 # one statement; running jobs finish.
 _CANCEL_QUEUED = text(
@@ -189,24 +193,27 @@ def settle(conn: Connection, batch_id: uuid.UUID) -> None:
 
 
 def to_publish(conn: Connection, batch_id: uuid.UUID) -> list[uuid.UUID]:
-    """The batch's queued leaders, in input order: the jobs a worker must run."""
-    return [row[0] for row in conn.execute(_TO_PUBLISH, {"id": batch_id})]
+    """The first PUBLISH_NOW of the batch's queued leaders, in input order, for the API
+    to publish; the rest are left to the sweeper (a publish costs the API about a
+    millisecond: 50,000 would hold it for a minute)."""
+    return [row[0] for row in conn.execute(_TO_PUBLISH, {"id": batch_id, "now": PUBLISH_NOW})]
 
 
-def cancel(conn: Connection, batch_id: uuid.UUID) -> tuple[bool, list[uuid.UUID]]:
-    """queued | running -> cancelling, its queued jobs cancelled (the trigger ends it
-    as cancelled when none is running). Returns (changed, heirs to publish): a
-    cancelled leader's followers outside the batch go on, led by an heir."""
-    if conn.execute(_START_CANCEL, {"id": batch_id}).first() is None:
-        return False, []
+def cancel(conn: Connection, batch_id: uuid.UUID) -> list[uuid.UUID]:
+    """queued | running -> cancelling, its queued jobs cancelled first (the trigger ends
+    it as cancelled when none is running); a batch that ended is left as it is. The
+    jobs' row locks are taken before the batch's, like every claim and settle: no
+    deadlock with the workers. Returns the heirs to publish: a cancelled leader's
+    followers outside the batch go on, led by the oldest."""
+    conn.execute(_CANCELLING, {"id": batch_id})
     heirs = []
     for row in conn.execute(_CANCEL_QUEUED, {"id": batch_id}).all():
         if row.led:
             heir = job_transitions.promote_heir(conn, row.id)
             if heir is not None:
                 heirs.append(heir)
-    settle(conn, batch_id)  # nothing was queued or running: cancelled now
-    return True, heirs
+    settle(conn, batch_id)  # cancelling (its jobs' trigger may have ended it already)
+    return heirs
 
 
 _ROW = text("SELECT * FROM batches WHERE id = :id AND tenant_id = :tenant_id")

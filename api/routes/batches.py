@@ -1,9 +1,9 @@
 """/v1/batches: submit (JSON or NDJSON), read, list, results (NDJSON), cancel.
 
 The body is read here, not by FastAPI: an NDJSON body is validated chunk by chunk as it
-arrives (never held whole), a JSON one parsed once. Accepted jobs are published after
-the commit, from a background task once the response is sent (a lost publish is the
-sweeper's to mend)."""
+arrives (never held whole), a JSON one parsed once. After the commit, the first
+PUBLISH_NOW queued jobs are published from a background task once the response is sent;
+the sweeper publishes the rest (aijobs/batches/transitions.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from aijobs import metrics
 from aijobs.batches import intake, results, service
 from aijobs.batches.schemas import BatchOptions
 from aijobs.db import autocommit, session_scope
@@ -127,7 +126,6 @@ def _submit(
                 budgeted=tenant.daily_budget_usd is not None
                 or tenant.monthly_budget_usd is not None,
             )
-        metrics.JOBS_SUBMITTED.labels("batch", "queued").inc(len(submitted.publish))
     # Committed: publish what is durable, after the response is sent.
     if submitted.publish:
         background.add_task(_publish, submitted.publish)

@@ -18,47 +18,65 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # One statement-level trigger for every UPDATE of jobs: the rows it changed, grouped
-# by batch, move the batch's counters once per statement (a bulk cancel of 50,000 jobs
-# is one counter update, a settle one more). The counter update locks the batch row,
+# by batch (new rows counted in, old rows counted out: linear, no join of the
+# transition tables, which have no index), move the batch's counters once per
+# statement (a bulk cancel of 50,000 jobs is one counter update, a settle one more).
+# The counter update locks the batch row,
 # so the settles of one batch's jobs serialise on it; the statement after it reads the
 # committed counters and ends the batch (`queued + running = 0`) at most once: only a
 # batch still queued, running or cancelling ends, and its one webhook delivery is made
 # in the same statement. The batch state machine: aijobs/batches/transitions.py.
 _COUNT = """
 CREATE FUNCTION jobs_batch_count() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    moved_batch uuid;
 BEGIN
-    WITH moved AS (
-        SELECT n.batch_id,
-               sum((n.status = 'queued')::int - (o.status = 'queued')::int) AS queued,
-               sum((n.status = 'running')::int - (o.status = 'running')::int) AS running,
-               sum((n.status = 'succeeded')::int - (o.status = 'succeeded')::int) AS succeeded,
-               sum((n.status = 'failed')::int - (o.status = 'failed')::int) AS failed,
-               sum((n.status = 'cancelled')::int - (o.status = 'cancelled')::int) AS cancelled,
-               sum(n.cost_usd - o.cost_usd) AS cost
-        FROM new_jobs n JOIN old_jobs o ON o.id = n.id
-        WHERE n.batch_id IS NOT NULL
-          AND (n.status IS DISTINCT FROM o.status OR n.cost_usd IS DISTINCT FROM o.cost_usd)
-        GROUP BY n.batch_id
-    )
-    UPDATE batches b SET queued = b.queued + m.queued, running = b.running + m.running,
-           succeeded = b.succeeded + m.succeeded, failed = b.failed + m.failed,
-           cancelled = b.cancelled + m.cancelled, cost_usd = b.cost_usd + m.cost
-    FROM moved m WHERE b.id = m.batch_id;
-    IF FOUND THEN
-        PERFORM batch_settle(b.id) FROM batches b
-        WHERE b.id IN (SELECT DISTINCT batch_id FROM new_jobs WHERE batch_id IS NOT NULL);
-    END IF;
+    FOR moved_batch IN
+        WITH delta AS (
+            SELECT batch_id, (status = 'queued')::int AS q, (status = 'running')::int AS r,
+                   (status = 'succeeded')::int AS s, (status = 'failed')::int AS f,
+                   (status = 'cancelled')::int AS c, cost_usd AS cost
+            FROM new_jobs WHERE batch_id IS NOT NULL
+            UNION ALL
+            SELECT batch_id, -(status = 'queued')::int, -(status = 'running')::int,
+                   -(status = 'succeeded')::int, -(status = 'failed')::int,
+                   -(status = 'cancelled')::int, -cost_usd
+            FROM old_jobs WHERE batch_id IS NOT NULL
+        ), moved AS (
+            SELECT batch_id, sum(q) AS q, sum(r) AS r, sum(s) AS s, sum(f) AS f,
+                   sum(c) AS c, sum(cost) AS cost
+            FROM delta GROUP BY batch_id
+            HAVING sum(q) <> 0 OR sum(r) <> 0 OR sum(s) <> 0 OR sum(f) <> 0 OR sum(c) <> 0
+                OR sum(cost) <> 0
+        )
+        UPDATE batches b SET queued = b.queued + m.q, running = b.running + m.r,
+               succeeded = b.succeeded + m.s, failed = b.failed + m.f,
+               cancelled = b.cancelled + m.c, cost_usd = b.cost_usd + m.cost
+        FROM moved m WHERE b.id = m.batch_id
+        RETURNING b.id
+    LOOP
+        PERFORM batch_settle(moved_batch);
+    END LOOP;
     RETURN NULL;
 END
 $$
 """
 # queued -> running when a job has left queued; queued | running | cancelling ->
 # completed | cancelled when none is queued or running, with its webhook delivery.
+# A batch being cancelled in this transaction (the setting aijobs.cancel_batch, set by
+# aijobs/batches/transitions.py cancel before it cancels the queued jobs) becomes
+# cancelling instead: the cancel takes its jobs' row locks before the batch's, in the
+# order every claim and settle takes them, so the two never deadlock.
 _SETTLE = """
 CREATE FUNCTION batch_settle(batch uuid) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE batches SET status = 'running'
-    WHERE id = batch AND status = 'queued' AND queued < total;
+    IF coalesce(current_setting('aijobs.cancel_batch', true), '') = batch::text THEN
+        UPDATE batches SET status = 'cancelling'
+        WHERE id = batch AND status IN ('queued', 'running');
+    ELSE
+        UPDATE batches SET status = 'running'
+        WHERE id = batch AND status = 'queued' AND queued < total;
+    END IF;
     WITH ended AS (
         UPDATE batches
         SET status = CASE WHEN status = 'cancelling' THEN 'cancelled' ELSE 'completed' END,

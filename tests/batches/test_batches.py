@@ -289,3 +289,15 @@ def test_a_large_batch_is_accepted_in_one_request(client: Client) -> None:
     assert cancelled.status_code == 200, cancelled.text
     done = _wait_ended(client, batch["id"], timeout_s=120)
     assert done["counts"]["queued"] == 0
+
+
+def test_jobs_past_the_ones_published_at_once_run_too(client: Client) -> None:
+    """The API publishes the first 1,000 queued jobs; the sweeper publishes the rest."""
+    n = 1_010
+    lines = [_line(f"p{i}", f"{unique('many')} {i}") for i in range(n)]
+    batch = _post(client, {"jobs": lines}).json()
+    done = _wait_ended(client, batch["id"], timeout_s=180)
+    assert done["status"] == "completed"
+    assert done["counts"]["succeeded"] == n
+    results = _results(client, batch["id"])
+    assert [r["custom_id"] for r in results[-2:]] == [f"p{n - 2}", f"p{n - 1}"]
