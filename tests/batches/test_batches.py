@@ -301,3 +301,15 @@ def test_jobs_past_the_ones_published_at_once_run_too(client: Client) -> None:
     assert done["counts"]["succeeded"] == n
     results = _results(client, batch["id"])
     assert [r["custom_id"] for r in results[-2:]] == [f"p{n - 2}", f"p{n - 1}"]
+
+
+def test_rpm_counts_a_batch_by_its_jobs(make_client: Callable[..., Client]) -> None:
+    client = make_client(rpm=5)
+    too_many = _post(client, {"jobs": [_line(f"r{i}", unique()) for i in range(6)]})
+    assert too_many.status_code == 429, too_many.text
+    assert too_many.json()["code"] == "rate_limited"
+    assert _jobs_of(client) == []
+    fits = _post(client, {"jobs": [_line(f"r{i}", unique()) for i in range(5)]})
+    assert fits.status_code == 202, fits.text
+    again = _post(client, {"jobs": [_line("one", unique())]})
+    assert again.status_code == 429, again.text
