@@ -113,6 +113,13 @@ class Job(Base):
             "finished_at",
             postgresql_where=text("NOT purged AND finished_at IS NOT NULL"),
         ),
+        Index(
+            "ix_jobs_batch_index",
+            "batch_id",
+            "batch_index",
+            unique=True,
+            postgresql_where=text("batch_id IS NOT NULL"),
+        ),
     )
     # INSERT ... RETURNING the server defaults: no second round trip to read created_at.
     __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012
@@ -178,6 +185,40 @@ class Job(Base):
     retry_reserve_usd: Mapped[Decimal] = mapped_column(
         MONEY, default=Decimal(0), server_default=text("0")
     )
+    # A batch's job: its batch, the client's custom_id and its line in the input.
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    custom_id: Mapped[str | None] = mapped_column(String(200))
+    batch_index: Mapped[int | None] = mapped_column(Integer)
+
+
+class Batch(Base):
+    """Many jobs submitted as one. Its counters follow its jobs' statuses (a statement
+    trigger on jobs, migration 0012), so reading a batch never counts its jobs."""
+
+    __tablename__ = "batches"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key"),
+        Index("ix_batches_tenant_created", "tenant_id", text("created_at DESC"), text("id DESC")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    # queued | running | completed | cancelling | cancelled (aijobs/batches/transitions.py)
+    status: Mapped[str] = mapped_column(String(16))
+    tier: Mapped[str] = mapped_column(String(16))
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONB, default=dict)
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    total: Mapped[int] = mapped_column(Integer)
+    queued: Mapped[int] = mapped_column(Integer)
+    running: Mapped[int] = mapped_column(Integer)
+    succeeded: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    cancelled: Mapped[int] = mapped_column(Integer)
+    cost_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    body_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Attempt(Base):
@@ -294,6 +335,7 @@ class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         UniqueConstraint("job_id", "seq"),
+        UniqueConstraint("batch_id", "seq"),
         Index(
             "ix_webhook_deliveries_due",
             "next_attempt_at",
@@ -307,7 +349,9 @@ class WebhookDelivery(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    # A job's delivery, or (job_id NULL) a batch's: batch.completed | batch.cancelled.
+    job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     # 1 for the job's first end; a job that ends again (an admin re-run) gets 2, ...
     seq: Mapped[int] = mapped_column(Integer)
@@ -337,7 +381,9 @@ class WebhookAttempt(Base):
     delivery_id: Mapped[int] = mapped_column(
         ForeignKey("webhook_deliveries.id", ondelete="CASCADE")
     )
-    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), index=True
+    )
     attempt_no: Mapped[int] = mapped_column(Integer)
     webhook_id: Mapped[str] = mapped_column(String(100))
     outcome: Mapped[str] = mapped_column(String(16))  # delivered | failed

@@ -14,6 +14,7 @@ from api.routes import (
     admin_prompts,
     admin_tenants,
     admin_webhooks,
+    batches,
     health,
     jobs,
     prompts,
@@ -44,6 +45,7 @@ def create_app() -> FastAPI:
     problems.install(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(batches.router)
     app.include_router(usage.router)
     app.include_router(prompts.router)
     app.include_router(admin_jobs.router)

@@ -18,6 +18,7 @@ import random
 import time
 from datetime import UTC, datetime
 
+from aijobs.batches.view import view as batch_view
 from aijobs.db import autocommit
 from aijobs.jobs.view import view
 from aijobs.settings import get_settings
@@ -42,13 +43,17 @@ def defer(delivery_id: int) -> str:
 
 
 def _body(delivery: deliveries.ClaimedDelivery) -> str:
-    """The event, with the job as GET /v1/jobs/{id} shows it when first sent."""
+    """The event, with the job as GET /v1/jobs/{id} shows it (or the batch as GET
+    /v1/batches/{id} does) when first sent."""
     with autocommit() as conn:
-        job = view(deliveries.job_row(conn, delivery.job_id))
+        if delivery.job_id is not None:
+            data = view(deliveries.job_row(conn, delivery.job_id))
+        else:
+            data = batch_view(deliveries.batch_row(conn, delivery.subject_id))
         event = {
             "type": delivery.event,
             "timestamp": delivery.created_at.astimezone(UTC).isoformat(),
-            "data": job,
+            "data": data,
         }
         return deliveries.fix_body(conn, delivery.id, json.dumps(event, separators=(",", ":")))
 
@@ -93,7 +98,7 @@ def _attempt(delivery_id: int, owner: str) -> str:
     if delivery is None:
         return "skipped"
     body = delivery.body if delivery.body is not None else _body(delivery)
-    msg_id = signing.message_id(delivery.job_id, delivery.seq)
+    msg_id = signing.message_id(delivery.subject_id, delivery.seq)
     started_at = datetime.now(UTC)
     headers = signing.headers(delivery.secrets, msg_id, int(time.time()), body)
     answer = webhook_http.post(

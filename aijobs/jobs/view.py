@@ -49,6 +49,8 @@ VIEW_COLUMNS = (
     "purged",
     "prompt",
     "checks",
+    "batch_id",
+    "custom_id",
 )
 
 
@@ -92,4 +94,7 @@ def view(row: Mapping[str, Any]) -> dict[str, Any]:
         # The output checks run on its last output: [{"type", "passed", "detail"}], or
         # None when none ran.
         "checks": row["checks"],
+        # A batch's job: its batch and the custom_id its line gave (else both None).
+        "batch_id": str(row["batch_id"]) if row["batch_id"] is not None else None,
+        "custom_id": row["custom_id"],
     }

@@ -30,12 +30,14 @@ _CLAIM = text(
                attempts = attempts + 1, lease_owner = :owner,
                lease_expires_at = now() + make_interval(secs => :lease_s)
         WHERE id = :id AND status = 'pending' AND next_attempt_at <= now()
-        RETURNING id, job_id, tenant_id, seq, event, url, body, tries, attempts, created_at
+        RETURNING id, job_id, tenant_id, seq, event, url, body, tries, attempts, created_at,
+                  batch_id
     )
     SELECT c.id, c.job_id, c.seq, c.event, c.url, c.body, c.tries, c.attempts, c.created_at,
            t.webhook_secret,
            CASE WHEN t.previous_webhook_secret_expires_at > now()
-                THEN t.previous_webhook_secret END
+                THEN t.previous_webhook_secret END,
+           c.batch_id
     FROM claimed c JOIN tenants t ON t.id = c.tenant_id
     """
 )
@@ -61,6 +63,7 @@ _SET_BODY = text(
     """
 )
 _JOB_ROW = text("SELECT * FROM jobs WHERE id = :id")
+_BATCH_ROW = text("SELECT * FROM batches WHERE id = :id")
 
 # Log the attempt and set what comes next, only while the delivery is still ours; the
 # job's webhook object follows its latest delivery.
@@ -110,11 +113,12 @@ _LAPSED = text(
         WHERE id IN (SELECT id FROM webhook_deliveries
                      WHERE status = 'sending' AND lease_expires_at < now()
                      LIMIT :batch FOR UPDATE SKIP LOCKED)
-        RETURNING id, job_id, seq, attempts, status
+        RETURNING id, job_id, batch_id, seq, attempts, status
     ), logged AS (
         INSERT INTO webhook_attempts (delivery_id, job_id, attempt_no, webhook_id, outcome,
                                       started_at, error)
-        SELECT id, job_id, attempts, 'msg_' || replace(job_id::text, '-', '') || '_' || seq,
+        SELECT id, job_id, attempts,
+               'msg_' || replace(coalesce(job_id, batch_id)::text, '-', '') || '_' || seq,
                'failed', now(), 'the worker was lost during the attempt'
         FROM lapsed
         ON CONFLICT (delivery_id, attempt_no) DO NOTHING
@@ -173,7 +177,7 @@ _ATTEMPTS = text(
 @dataclass(frozen=True)
 class ClaimedDelivery:
     id: int
-    job_id: uuid.UUID
+    job_id: uuid.UUID | None  # None for a batch's delivery
     seq: int
     event: str
     url: str
@@ -182,6 +186,14 @@ class ClaimedDelivery:
     attempt_no: int
     created_at: datetime
     secrets: tuple[str, ...]  # the current secret, then the previous one while it lasts
+    batch_id: uuid.UUID | None = None  # a batch's delivery: batch.completed | cancelled
+
+    @property
+    def subject_id(self) -> uuid.UUID:
+        """The job (or batch) the event is about: it names the webhook-id."""
+        subject = self.job_id if self.job_id is not None else self.batch_id
+        assert subject is not None
+        return subject
 
 
 def claim(conn: Connection, delivery_id: int, owner: str, lease_s: float) -> ClaimedDelivery | None:
@@ -201,6 +213,7 @@ def claim(conn: Connection, delivery_id: int, owner: str, lease_s: float) -> Cla
         attempt_no=row[7],
         created_at=row[8],
         secrets=secrets,
+        batch_id=row[11],
     )
 
 
@@ -219,6 +232,10 @@ def defer(conn: Connection, delivery_id: int, delay_s: float) -> bool:
 
 def job_row(conn: Connection, job_id: uuid.UUID) -> dict[str, object]:
     return dict(conn.execute(_JOB_ROW, {"id": job_id}).mappings().one())
+
+
+def batch_row(conn: Connection, batch_id: uuid.UUID) -> dict[str, object]:
+    return dict(conn.execute(_BATCH_ROW, {"id": batch_id}).mappings().one())
 
 
 def fix_body(conn: Connection, delivery_id: int, body: str) -> str:

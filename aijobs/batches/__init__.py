@@ -1,0 +1,1 @@
+"""Batches: many jobs submitted as one, followed and read as one (SPEC "Batches")."""
