@@ -292,10 +292,10 @@ _USAGE = """input_tokens = input_tokens + :input_tokens,
             output_tokens = output_tokens + :output_tokens, cost_usd = cost_usd + :cost_usd"""
 
 
-def _settle(transition: str, then: str = "") -> TextClause:
-    return text(
-        f"""
-        WITH call AS (
+# Complete the attempt row (only if still started: never count a call twice) with its
+# cost and checks, and release its budget hold, adding what it cost: the first two steps
+# of every settle, and of recording a call that a judge is to score.
+_RECORD_CALL_CTES = """call AS (
             UPDATE attempts SET outcome = :outcome, finished_at = now(),
                    latency_ms = :latency_ms, input_tokens = :input_tokens,
                    output_tokens = :output_tokens, cost_usd = :cost_usd,
@@ -309,7 +309,13 @@ def _settle(transition: str, then: str = "") -> TextClause:
                 month_reserved = greatest(c.month_reserved - a.reserved_usd, 0),
                 day_spent = c.day_spent + :cost_usd, month_spent = c.month_spent + :cost_usd
             FROM call a WHERE c.tenant_id = a.tenant_id AND a.budget_held
-        ), ended AS (
+        )"""
+
+
+def _settle(transition: str, then: str = "") -> TextClause:
+    return text(
+        f"""
+        WITH {_RECORD_CALL_CTES}, ended AS (
             UPDATE jobs SET {transition}, lease_owner = NULL, lease_expires_at = NULL, {_USAGE},
                    checks = coalesce(:job_checks, checks)
             WHERE id IN (SELECT job_id FROM call) AND status = 'running'
@@ -652,21 +658,7 @@ def fall_back(
 # released) without moving the job: it stays running under our lease for the judge.
 _RECORD_CALL = text(
     f"""
-    WITH call AS (
-        UPDATE attempts SET outcome = :outcome, finished_at = now(),
-               latency_ms = :latency_ms, input_tokens = :input_tokens,
-               output_tokens = :output_tokens, cost_usd = :cost_usd,
-               error_code = :error_code, error_message = :error_message,
-               http_status = :http_status, checks = :checks
-        WHERE job_id = :id AND attempt_no = :attempt_no AND outcome = 'started'
-        RETURNING job_id, tenant_id, reserved_usd, budget_held
-    ), released AS (
-        UPDATE budget_counters c SET
-            day_reserved = greatest(c.day_reserved - a.reserved_usd, 0),
-            month_reserved = greatest(c.month_reserved - a.reserved_usd, 0),
-            day_spent = c.day_spent + :cost_usd, month_spent = c.month_spent + :cost_usd
-        FROM call a WHERE c.tenant_id = a.tenant_id AND a.budget_held
-    ), used AS (
+    WITH {_RECORD_CALL_CTES}, used AS (
         UPDATE jobs SET {_USAGE}, checks = coalesce(:checks, checks)
         WHERE id IN (SELECT job_id FROM call)
     )
