@@ -97,14 +97,6 @@ _INSERT_FOLLOWER = text(
     bindparam("reserve_usd", type_=JSONB),
     bindparam("prompt", type_=JSONB(none_as_null=True)),
 )
-_JOIN_LIVE_LEADER = text(
-    """
-    UPDATE jobs SET followers = followers + 1
-    WHERE tenant_id = :tenant_id AND fingerprint = :fingerprint AND leader_id IS NULL
-      AND status IN ('queued', 'running') AND id <> :id
-    RETURNING id
-    """
-)
 # The counters of a batch just inserted (its jobs are not visible to anyone else yet).
 _COUNT = text(
     """
@@ -171,7 +163,7 @@ def _follow(
     params = {**row, "tenant_id": tenant_id, "batch_id": batch_id}
     one = {"tenant_id": tenant_id, "batch_id": batch_id, "rows": json.dumps([row])}
     for _ in range(3):
-        leader = conn.execute(_JOIN_LIVE_LEADER, params).scalar()
+        leader = conn.execute(job_transitions.JOIN_LIVE_LEADER, params).scalar()
         if leader is not None:
             conn.execute(_INSERT_FOLLOWER, {**params, "leader_id": leader})
             return

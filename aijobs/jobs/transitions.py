@@ -90,7 +90,7 @@ _INSERT = text(
 
 # Count one more follower on the live leader of the same request (not the job itself):
 # the row lock makes the leader's settle wait for our commit, so it cannot miss us.
-_JOIN_LIVE_LEADER = text(
+JOIN_LIVE_LEADER = text(
     """
     UPDATE jobs SET followers = followers + 1
     WHERE tenant_id = :tenant_id AND fingerprint = :fingerprint AND leader_id IS NULL
@@ -124,7 +124,7 @@ def insert(conn: Connection, params: Mapping[str, Any]) -> RowMapping | None:
 def follow(conn: Connection, params: Mapping[str, Any]) -> RowMapping | None:
     """(none) -> queued as a follower of the identical job in flight; None when that
     job ended meanwhile (insert again). In a transaction: the leader stays locked."""
-    leader = conn.execute(_JOIN_LIVE_LEADER, params).scalar()
+    leader = conn.execute(JOIN_LIVE_LEADER, params).scalar()
     if leader is None:
         return None
     return conn.execute(_INSERT_FOLLOWER, {**params, "leader_id": leader}).mappings().one()
@@ -995,7 +995,7 @@ def rerun(conn: Connection, job_id: uuid.UUID) -> Rerun:
         if conn.execute(_RERUN_FROM_CACHE, {"id": job_id}).first() is not None:
             return Rerun()
         same = {"id": job_id, "tenant_id": tenant_id, "fingerprint": fingerprint}
-        leader = conn.execute(_JOIN_LIVE_LEADER, same).scalar()
+        leader = conn.execute(JOIN_LIVE_LEADER, same).scalar()
     conn.execute(_REQUEUE_FOR_RERUN, {"id": job_id, "leader_id": leader})
     return Rerun(publish=leader is None)
 
