@@ -9,15 +9,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from aijobs.billing import budget
 from aijobs.errors import Conflict, IdempotencyConflict, InvalidRequest, NotFound, Unsupported
-from aijobs.settings import get_settings
-from aijobs.webhooks.ssrf import literal_target_refused
+from aijobs.jobs import submission
 
 from . import transitions
 from .intake import Lines
@@ -45,14 +43,7 @@ def check_options(options: BatchOptions) -> None:
             'tier "batch" (the providers\' batch APIs) is not available yet; use "standard"',
             extra={"field": "tier"},
         )
-    if options.webhook_url is not None:
-        host = urlsplit(options.webhook_url).hostname or ""
-        if literal_target_refused(host, get_settings().webhook_allow_hosts):
-            raise InvalidRequest(
-                "webhook_url points at a private, loopback or link-local address; allow such"
-                " hosts with AIJOBS_WEBHOOK_ALLOW_HOSTS (then restart the API and workers)",
-                extra={"field": "webhook_url"},
-            )
+    submission.check_webhook_target(options.webhook_url)
 
 
 def replay(conn: Connection, tenant_id: uuid.UUID, key: str, body_hash: str) -> Submitted | None:

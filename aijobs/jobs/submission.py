@@ -77,6 +77,20 @@ def _missing_setting(provider: str) -> str | None:
     return variable
 
 
+def check_webhook_target(url: str | None) -> None:
+    """A webhook URL whose host is a literal private, loopback or link-local address is
+    refused at submit (names are checked again at each delivery, behind the SSRF guard)."""
+    if url is None:
+        return
+    host = urlsplit(url).hostname or ""
+    if literal_target_refused(host, get_settings().webhook_allow_hosts):
+        raise InvalidRequest(
+            "webhook_url points at a private, loopback or link-local address; allow such"
+            " hosts with AIJOBS_WEBHOOK_ALLOW_HOSTS (then restart the API and workers)",
+            extra={"field": "webhook_url"},
+        )
+
+
 def check_submittable(request: JobRequest, *, refuse_unconfigured: bool = False) -> None:
     """What pydantic cannot know: prices, task/model fit, webhook targets; and with
     `refuse_unconfigured`, providers this deployment has no key for (a job no worker
@@ -96,14 +110,7 @@ def check_submittable(request: JobRequest, *, refuse_unconfigured: bool = False)
             raise Unsupported(
                 f"{model}: {missing} is not set on this deployment", extra={"model": model}
             )
-    if request.webhook_url is not None:
-        host = urlsplit(request.webhook_url).hostname or ""
-        if literal_target_refused(host, get_settings().webhook_allow_hosts):
-            raise InvalidRequest(
-                "webhook_url points at a private, loopback or link-local address; allow such"
-                " hosts with AIJOBS_WEBHOOK_ALLOW_HOSTS (then restart the API and workers)",
-                extra={"field": "webhook_url"},
-            )
+    check_webhook_target(request.webhook_url)
 
 
 def _input_texts(request: JobRequest) -> list[str]:

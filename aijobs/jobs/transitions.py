@@ -546,17 +546,10 @@ class Settled:
     followers: int  # identical jobs that may be waiting on this one
 
 
-def _run_settle(
-    conn: Connection,
-    statement: TextClause,
-    job: Claimed,
-    owner: str,
-    call: CallRecord,
-    **extra: Any,
-) -> Settled:
-    params = {
+def _call_params(job: Claimed, call: CallRecord) -> dict[str, Any]:
+    """The parameters of _RECORD_CALL_CTES: which attempt, and what its call gave."""
+    return {
         "id": job.id,
-        "owner": owner,
         "attempt_no": job.attempt_no,
         "outcome": call.outcome,
         "latency_ms": call.latency_ms,
@@ -567,6 +560,20 @@ def _run_settle(
         "error_message": call.error_message,
         "http_status": call.http_status,
         "checks": call.checks,
+    }
+
+
+def _run_settle(
+    conn: Connection,
+    statement: TextClause,
+    job: Claimed,
+    owner: str,
+    call: CallRecord,
+    **extra: Any,
+) -> Settled:
+    params = {
+        **_call_params(job, call),
+        "owner": owner,
         "job_checks": call.job_checks if call.job_checks is not None else call.checks,
         **extra,
     }
@@ -725,20 +732,7 @@ _JUDGE_REFUSED = text(
 def record_call(conn: Connection, job: Claimed, call: CallRecord) -> bool:
     """The call's attempt completed and charged; the job stays running (ours) for its
     judge. False when the attempt was settled already."""
-    params = {
-        "id": job.id,
-        "attempt_no": job.attempt_no,
-        "outcome": call.outcome,
-        "latency_ms": call.latency_ms,
-        "input_tokens": call.input_tokens,
-        "output_tokens": call.output_tokens,
-        "cost_usd": call.cost_usd,
-        "error_code": call.error_code,
-        "error_message": call.error_message,
-        "http_status": call.http_status,
-        "checks": call.checks,
-    }
-    return bool(conn.execute(_RECORD_CALL, params).scalar())
+    return bool(conn.execute(_RECORD_CALL, _call_params(job, call)).scalar())
 
 
 def claim_judge(
