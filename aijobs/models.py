@@ -189,6 +189,10 @@ class Job(Base):
     batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
     custom_id: Mapped[str | None] = mapped_column(String(200))
     batch_index: Mapped[int | None] = mapped_column(Integer)
+    # interactive | batch: within a tenant, interactive jobs start first.
+    priority: Mapped[str] = mapped_column(
+        String(16), default="interactive", server_default=text("'interactive'")
+    )
 
 
 class Batch(Base):
@@ -263,6 +267,10 @@ class Attempt(Base):
     kind: Mapped[str] = mapped_column(String(8), default="call", server_default=text("'call'"))
     # The output checks run on this call's answer: [{"type", "passed", "detail"}].
     checks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    # Of input_tokens, those read from the provider's prompt cache and those written
+    # to it (Anthropic's cache_creation_input_tokens), each at its own price.
+    cached_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cache_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class CacheEntry(Base):
@@ -280,6 +288,8 @@ class CacheEntry(Base):
     cost_usd: Mapped[Decimal] = mapped_column(MONEY)
     input_tokens: Mapped[int] = mapped_column(BigInteger)
     output_tokens: Mapped[int] = mapped_column(BigInteger)
+    # The output checks the cached answer passed, shown on the jobs it answers.
+    checks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
