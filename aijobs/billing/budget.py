@@ -37,9 +37,11 @@ class BudgetExceeded(AppError):
     title = "Budget exceeded"
 
 
-def max_call_cost(request: JobRequest, model: str) -> Decimal:
+def max_call_cost(request: JobRequest, model: str, tier: str = "standard") -> Decimal:
     """The input bound plus the output cap the call is sent, at list price."""
-    return price_for(model).cost(input_token_bound(request, model), output_cap(request, model))
+    return price_for(model).cost(
+        input_token_bound(request, model), output_cap(request, model), tier=tier
+    )
 
 
 def reservations(request: JobRequest) -> dict[str, str]:

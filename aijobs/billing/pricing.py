@@ -35,8 +35,18 @@ class ModelPrice:
     max_output_tokens: int
     cap_param: str = "max_tokens"  # the request field that carries the output cap
 
-    def cost(self, input_tokens: int, output_tokens: int) -> Decimal:
-        return (input_tokens * self.input_per_m + output_tokens * self.output_per_m) / MILLION
+    def cost(
+        self,
+        input_tokens: int,
+        output_tokens: int,
+        *,
+        cached_input_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        tier: str = "standard",
+    ) -> Decimal:
+        # Interim (replaced by the costs branch): the batch tier at half the list price.
+        full = (input_tokens * self.input_per_m + output_tokens * self.output_per_m) / MILLION
+        return full / 2 if tier == "batch" else full
 
 
 def _parse(models: dict[str, Any]) -> dict[str, ModelPrice]:
