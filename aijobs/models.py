@@ -301,7 +301,9 @@ class ProviderBatch(Base):
     __tablename__ = "provider_batches"
     __table_args__ = (
         UniqueConstraint("provider", "provider_batch_id"),
-        Index("ix_provider_batches_live", "next_poll_at", postgresql_where=text("state <> 'ended'")),
+        Index(
+            "ix_provider_batches_live", "next_poll_at", postgresql_where=text("state <> 'ended'")
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)

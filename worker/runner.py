@@ -64,14 +64,7 @@ async def _call(
         provider, name = provider_for(job.model)
         async with asyncio.timeout(job.timeout_s):
             completion = await provider.run(name, _sent(request, job), job.timeout_s)
-        if request.response_schema is not None:
-            parsed = parse_output(completion.content, request.response_schema)
-        if request.task == "chat":
-            results = checks.run_output(request.checks, completion.content)
-            if checks.action(results) is not None:
-                error = ProviderError("check_failed", checks.summary(results), retryable=True)
-    except InvalidOutput as exc:
-        error = ProviderError("invalid_output", str(exc), retryable=True)
+        parsed, error, results = check_output(request, completion)
     except TimeoutError:
         error = ProviderError(
             "provider_timeout",
@@ -87,6 +80,26 @@ async def _call(
     elapsed = time.monotonic() - started
     metrics.PROVIDER_LATENCY.labels(job.model, error.code if error else "ok").observe(elapsed)
     return completion, parsed, error, int(elapsed * 1000), results
+
+
+def check_output(
+    request: JobRequest, completion: Completion
+) -> tuple[Any, ProviderError | None, list[checks.Result]]:
+    """An answer validated as every call's is (response_schema, then the output checks):
+    (parsed, the error that makes the call failed or None, the checks' results)."""
+    parsed: Any = None
+    results: list[checks.Result] = []
+    try:
+        if request.response_schema is not None:
+            parsed = parse_output(completion.content, request.response_schema)
+    except InvalidOutput as exc:
+        return None, ProviderError("invalid_output", str(exc), retryable=True), results
+    if request.task == "chat":
+        results = checks.run_output(request.checks, completion.content)
+        if checks.action(results) is not None:
+            error = ProviderError("check_failed", checks.summary(results), retryable=True)
+            return parsed, error, results
+    return parsed, None, results
 
 
 CAPPED_RETRY_S = 0.5

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from aijobs.billing import budget
-from aijobs.errors import Conflict, IdempotencyConflict, InvalidRequest, NotFound, Unsupported
+from aijobs.errors import Conflict, IdempotencyConflict, InvalidRequest, NotFound
 from aijobs.jobs import submission
 
 from . import transitions
@@ -37,12 +37,8 @@ class Submitted:
 
 
 def check_options(options: BatchOptions) -> None:
-    """What the options' schema cannot know: the tier served, the webhook's target."""
-    if options.tier == "batch":
-        raise Unsupported(
-            'tier "batch" (the providers\' batch APIs) is not available yet; use "standard"',
-            extra={"field": "tier"},
-        )
+    """What the options' schema cannot know: the webhook's target. (What the batch tier
+    serves is checked per line: aijobs/batches/intake.py.)"""
     submission.check_webhook_target(options.webhook_url)
 
 
@@ -101,7 +97,7 @@ def submit(
         if again is None:
             raise Conflict("a request with this Idempotency-Key is in progress; try again")
         return again
-    transitions.insert_jobs(conn, tenant_id, batch_id, lines.rows)
+    transitions.insert_jobs(conn, tenant_id, batch_id, lines.rows, options.tier)
     transitions.count(conn, batch_id)
     return Submitted(_view(conn, tenant_id, batch_id), transitions.to_publish(conn, batch_id))
 

@@ -54,7 +54,7 @@ _COLUMNS = """id, tenant_id, status, model, current_model, model_attempts, task,
     metadata, webhook_url, max_attempts, timeout_s, attempts, input_tokens, output_tokens,
     cost_usd, cache_hit, saved_usd, fingerprint, leader_id, followers, result, started_at,
     finished_at, created_at, enqueued_at, reserve_usd, prompt, batch_id, custom_id,
-    batch_index"""
+    batch_index, tier"""
 _RECORD = """r(id uuid, model text, task text, request jsonb, metadata jsonb, webhook_url text,
     max_attempts int, timeout_s numeric, fingerprint text, reserve_usd jsonb, prompt jsonb,
     custom_id text, batch_index int)"""
@@ -72,7 +72,7 @@ _INSERT = text(
            coalesce(hit.cost_usd, 0), r.fingerprint, NULL, 0, hit.result,
            CASE WHEN hit.result IS NULL THEN NULL ELSE now() END,
            CASE WHEN hit.result IS NULL THEN NULL ELSE now() END, now(), {_ENQUEUED},
-           r.reserve_usd, r.prompt, :batch_id, r.custom_id, r.batch_index
+           r.reserve_usd, r.prompt, :batch_id, r.custom_id, r.batch_index, :tier
     FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS {_RECORD}
     LEFT JOIN cache_entries hit
       ON hit.tenant_id = :tenant_id AND hit.fingerprint = r.fingerprint
@@ -89,7 +89,7 @@ _INSERT_FOLLOWER = text(
     VALUES (:id, :tenant_id, 'queued', :model, :model, 0, :task, :request, :metadata,
             :webhook_url, :max_attempts, :timeout_s, 0, 0, 0, 0, false, 0, :fingerprint,
             :leader_id, 0, NULL, NULL, NULL, now(), now(), :reserve_usd, :prompt, :batch_id,
-            :custom_id, :batch_index)
+            :custom_id, :batch_index, :tier)
     """
 ).bindparams(
     bindparam("request", type_=JSONB),
@@ -113,10 +113,12 @@ _SETTLE = text("SELECT batch_settle(:id)")
 # others are inserted as never published (enqueued_at long past, in input order), so
 # the sweeper's look for lost messages (aijobs/lost_work.py) publishes them as the
 # broker holds fewer messages than there are such jobs, up to a sweep's batch a pass.
+# Jobs of the batch tier are not published: the provider-batch dispatcher takes them.
 _TO_PUBLISH = text(
     """
     SELECT id FROM jobs
     WHERE batch_id = :id AND batch_index < :now AND status = 'queued' AND leader_id IS NULL
+      AND tier = 'standard'
     ORDER BY batch_index
     """
 )
@@ -142,26 +144,35 @@ def create(conn: Connection, params: Mapping[str, Any]) -> bool:
 
 
 def insert_jobs(
-    conn: Connection, tenant_id: uuid.UUID, batch_id: uuid.UUID, rows: Sequence[dict[str, Any]]
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    batch_id: uuid.UUID,
+    rows: Sequence[dict[str, Any]],
+    tier: str = "standard",
 ) -> None:
-    """The batch's jobs, CHUNK rows a statement; rows identical to a job in flight
-    follow it (one statement each: they are few)."""
+    """The batch's jobs, CHUNK rows a statement, queued for `tier`; rows identical to a
+    job in flight follow it (one statement each: they are few)."""
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start : start + CHUNK]
-        params = {"tenant_id": tenant_id, "batch_id": batch_id, "rows": json.dumps(chunk)}
+        params = {
+            "tenant_id": tenant_id,
+            "batch_id": batch_id,
+            "rows": json.dumps(chunk),
+            "tier": tier,
+        }
         inserted = {row[0] for row in conn.execute(_INSERT, params)}
         for row in chunk:
             if row["batch_index"] not in inserted:
-                _follow(conn, tenant_id, batch_id, row)
+                _follow(conn, tenant_id, batch_id, row, tier)
 
 
 def _follow(
-    conn: Connection, tenant_id: uuid.UUID, batch_id: uuid.UUID, row: dict[str, Any]
+    conn: Connection, tenant_id: uuid.UUID, batch_id: uuid.UUID, row: dict[str, Any], tier: str
 ) -> None:
     """Follow the identical job in flight; if it ended meanwhile, insert again (a hit
     or a leader now). As the single submit does, three rounds at most."""
-    params = {**row, "tenant_id": tenant_id, "batch_id": batch_id}
-    one = {"tenant_id": tenant_id, "batch_id": batch_id, "rows": json.dumps([row])}
+    params = {**row, "tenant_id": tenant_id, "batch_id": batch_id, "tier": tier}
+    one = {"tenant_id": tenant_id, "batch_id": batch_id, "rows": json.dumps([row]), "tier": tier}
     for _ in range(3):
         leader = conn.execute(job_transitions.JOIN_LIVE_LEADER, params).scalar()
         if leader is not None:

@@ -137,6 +137,7 @@ def submitted(conn: Connection, job_id: uuid.UUID) -> RowMapping:
 
 # --- claim and settle (the worker) --------------------------------------------------
 
+
 # queued (and due) -> running under our lease, counting the call we are about to make,
 # reserving its maximum cost against the tenant's budget (check and add in one step,
 # so concurrent claims on any number of workers cannot overshoot), and recording the
@@ -145,19 +146,32 @@ def submitted(conn: Connection, job_id: uuid.UUID) -> RowMapping:
 # statement also says whether it would fit with nothing else reserved (`fits_alone`):
 # then it waits for the reservations to settle (wait_for_budget), else it is refused.
 # A tenant without a budget never reads its counters here.
-_CLAIM = text(
-    f"""
+def _claim_statement(tier: str) -> TextClause:
+    """The claim of a job queued for `tier`: standard (one call, under a lease the
+    worker renews), or batch (the call goes in provider batch :provider_batch_id, at its
+    batch reservation, under a lease that does not lapse while that batch is in flight:
+    worker/provider_batches/; any later call of the job is standard)."""
+    batch = tier == "batch"
+    lease = "'infinity'::timestamptz" if batch else "now() + make_interval(secs => :lease_s)"
+    reserve = (
+        "coalesce((reserve_usd ->> ('batch:' || current_model))::numeric,"
+        " (reserve_usd ->> current_model)::numeric, 0)"
+        if batch
+        else "coalesce((reserve_usd ->> current_model)::numeric, 0)"
+    )
+    in_batch = "CAST(:provider_batch_id AS uuid)" if batch else "NULL"
+    return text(
+        f"""
     WITH claimed AS (
         UPDATE jobs SET status = 'running', attempts = attempts + 1,
                model_attempts = model_attempts + 1, lease_owner = :owner,
-               lease_expires_at = now() + make_interval(secs => :lease_s),
+               lease_expires_at = {lease}, tier = 'standard',
                started_at = coalesce(started_at, now()), next_attempt_at = NULL
-        WHERE id = :id AND status = 'queued' AND leader_id IS NULL
+        WHERE id = :id AND status = 'queued' AND leader_id IS NULL AND tier = '{tier}'
           AND coalesce(next_attempt_at, now()) <= now()
         RETURNING id, tenant_id, current_model, request, timeout_s, max_attempts, attempts,
                   model_attempts,
-                  coalesce((reserve_usd ->> current_model)::numeric, 0) + retry_reserve_usd
-                      AS reserve,
+                  {reserve} + retry_reserve_usd AS reserve,
                   started_at = now() AS first_start, retry_messages,
                   coalesce(prompt ->> 'name', '') AS prompt_name
     ), limits AS (
@@ -185,9 +199,9 @@ _CLAIM = text(
     ), started AS (
         INSERT INTO attempts (job_id, tenant_id, attempt_no, model, worker, outcome,
                               started_at, input_tokens, output_tokens, cost_usd, reserved_usd,
-                              budget_held, cost_estimated)
+                              budget_held, cost_estimated, provider_batch_id)
         SELECT id, tenant_id, attempts, current_model, :owner, 'started', now(), 0, 0, 0,
-               reserve, EXISTS (SELECT 1 FROM budget), false
+               reserve, EXISTS (SELECT 1 FROM budget), false, {in_batch}
         FROM allowed
     ), alone AS (
         SELECT (l.daily IS NULL OR (CASE WHEN c.day = {TODAY} THEN c.day_spent ELSE 0 END)
@@ -204,7 +218,11 @@ _CLAIM = text(
            k.first_start, k.retry_messages, k.prompt_name
     FROM claimed k
     """
-)
+    )
+
+
+_CLAIM = _claim_statement("standard")
+_CLAIM_FOR_PROVIDER_BATCH = _claim_statement("batch")
 
 # A call that fits the budget alone but not beside the reservations of calls in flight:
 # running (ours, just claimed) -> queued, its attempt uncounted, waiting for budget
@@ -228,7 +246,7 @@ _WAIT_FOR_BUDGET = text(
         WHERE c.tenant_id = :tenant_id
         FOR UPDATE OF c
     )
-    UPDATE jobs j SET status = 'queued', attempts = j.attempts - 1,
+    UPDATE jobs j SET status = 'queued', attempts = j.attempts - 1, tier = :tier,
            model_attempts = j.model_attempts - 1, lease_owner = NULL, lease_expires_at = NULL,
            enqueued_at = now(), started_at = CASE WHEN :first_start THEN NULL ELSE j.started_at END,
            next_attempt_at = CASE WHEN coalesce(r.fits, true) THEN NULL ELSE {BUDGET_WAIT} END
@@ -412,6 +430,7 @@ class Claimed:
     # (their cost is in reserved_usd).
     retry_messages: list[dict[str, str]] = field(default_factory=list)
     prompt_name: str = ""  # the prompt the job was rendered from, or ""
+    tier: str = "standard"  # batch: a call in a provider batch, priced at the batch price
 
 
 @dataclass(frozen=True)
@@ -458,11 +477,33 @@ def claim(
     conn: Connection, job_id: uuid.UUID, owner: str, lease_s: float
 ) -> Claimed | Refused | OverReserved | None:
     """Take the job, reserve the call's cost and record the attempt, before the call.
-    None when the job is not ours to run (taken, finished, not due, waiting for budget);
+    None when the job is not ours to run (taken, finished, not due, waiting for budget,
+    queued for a provider batch);
     Refused when the call cannot fit the budget even alone, or every attempt was used;
     OverReserved when it only waits for other calls' reservations (wait_for_budget)."""
     params = {"id": job_id, "owner": owner, "lease_s": lease_s}
-    row = conn.execute(_CLAIM, params).first()
+    return _claimed(conn, _CLAIM, job_id, owner, params, "standard")
+
+
+def claim_for_provider_batch(
+    conn: Connection, job_id: uuid.UUID, owner: str, provider_batch_id: uuid.UUID
+) -> Claimed | Refused | OverReserved | None:
+    """queued for the batch tier -> running in a provider batch: as `claim`, at the
+    call's batch reservation, its attempt naming the provider batch, its lease held
+    until that batch ends (the sweeper does not take it back meanwhile)."""
+    params = {"id": job_id, "owner": owner, "provider_batch_id": provider_batch_id}
+    return _claimed(conn, _CLAIM_FOR_PROVIDER_BATCH, job_id, owner, params, "batch")
+
+
+def _claimed(
+    conn: Connection,
+    statement: TextClause,
+    job_id: uuid.UUID,
+    owner: str,
+    params: Mapping[str, Any],
+    tier: str,
+) -> Claimed | Refused | OverReserved | None:
+    row = conn.execute(statement, params).first()
     if row is None:
         return None
     (
@@ -512,14 +553,18 @@ def claim(
         budget_held=bool(held),
         retry_messages=list(retry_messages or []),
         prompt_name=str(prompt_name),
+        tier=tier,
     )
 
 
-def wait_for_budget(conn: Connection, job: OverReserved, owner: str) -> bool | None:
-    """running (ours, over-reserved) -> queued, waiting for budget, its attempt uncounted.
-    False when the room is there by now: the job is queued and due (claim it again);
-    None when the job left our hands meanwhile (cancelled)."""
+def wait_for_budget(
+    conn: Connection, job: OverReserved, owner: str, tier: str = "standard"
+) -> bool | None:
+    """running (ours, over-reserved) -> queued, waiting for budget, its attempt uncounted
+    (for its call on `tier` again). False when the room is there by now: the job is
+    queued and due (claim it again); None when the job left our hands meanwhile."""
     params = {
+        "tier": tier,
         "id": job.id,
         "owner": owner,
         "attempt_no": job.attempt_no,
@@ -837,7 +882,9 @@ _CLOSE_LOST_CALLS = text(
         WHERE a.job_id = j.id AND a.outcome = 'started'
           AND ((j.status = 'running' AND j.lease_expires_at < now())
                OR (j.status <> 'running'
-                   AND a.started_at < now() - make_interval(secs => j.timeout_s + :grace_s)))
+                   AND a.started_at < now() - make_interval(secs => j.timeout_s + :grace_s)
+                   AND NOT EXISTS (SELECT 1 FROM provider_batches p
+                                   WHERE p.id = a.provider_batch_id AND p.state <> 'ended')))
         RETURNING a.job_id, a.tenant_id, a.reserved_usd, a.budget_held
     ), charged AS (
         UPDATE jobs j SET cost_usd = j.cost_usd + s.total
@@ -898,7 +945,7 @@ _MARK_DUE_RETRIES = text(
 )
 _UNCLAIMED = Waiting.of(
     "jobs",
-    """status = 'queued' AND leader_id IS NULL
+    """status = 'queued' AND leader_id IS NULL AND tier = 'standard'
        AND coalesce(next_attempt_at, '-infinity') <= now()
        AND enqueued_at < now() - make_interval(secs => :stale_s)""",
 )

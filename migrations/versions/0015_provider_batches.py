@@ -33,7 +33,10 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("polls", sa.Integer(), server_default="0", nullable=False),
         sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
         ),
         sa.Column("submit_started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("submitted_at", sa.DateTime(timezone=True), nullable=True),
@@ -66,7 +69,9 @@ def upgrade() -> None:
     # the provider-batch dispatcher (its claim makes the rest of its calls standard).
     op.add_column(
         "jobs",
-        sa.Column("tier", sa.String(length=16), server_default=sa.text("'standard'"), nullable=False),
+        sa.Column(
+            "tier", sa.String(length=16), server_default=sa.text("'standard'"), nullable=False
+        ),
     )
     op.create_index(
         "ix_jobs_batch_tier_queued",

@@ -44,7 +44,7 @@ def _client() -> anthropic.AsyncAnthropic:
     )
 
 
-def _kwargs(name: str, request: JobRequest) -> dict[str, Any]:
+def message_kwargs(name: str, request: JobRequest) -> dict[str, Any]:
     messages = request.messages or []
     system = "\n\n".join(m.content for m in messages if m.role == "system")
     params = request.params
@@ -69,24 +69,31 @@ def _kwargs(name: str, request: JobRequest) -> dict[str, Any]:
     return kwargs
 
 
+def message_completion(message: anthropic.types.Message, request: JobRequest) -> Completion:
+    """What a Messages answer gave (a single call's, or a provider batch line's)."""
+    try:
+        content = ""
+        for block in message.content:
+            if block.type == "tool_use" and request.response_schema is not None:
+                content = json.dumps(block.input)
+                break
+            if block.type == "text":
+                content += block.text
+        return Completion(
+            content=content,
+            finish_reason=message.stop_reason or "end_turn",
+            input_tokens=int(message.usage.input_tokens),
+            output_tokens=int(message.usage.output_tokens),
+        )
+    except SHAPE_ERRORS as exc:
+        raise unexpected_shape(exc) from exc
+
+
 class AnthropicProvider:
     async def run(self, name: str, request: JobRequest, timeout_s: float) -> Completion:
         if request.task != "chat":
             raise ProviderError("provider_error", "Anthropic has no embeddings", retryable=False)
-        message = await _client().messages.create(**_kwargs(name, request), timeout=timeout_s)
-        try:
-            content = ""
-            for block in message.content:
-                if block.type == "tool_use" and request.response_schema is not None:
-                    content = json.dumps(block.input)
-                    break
-                if block.type == "text":
-                    content += block.text
-            return Completion(
-                content=content,
-                finish_reason=message.stop_reason or "end_turn",
-                input_tokens=int(message.usage.input_tokens),
-                output_tokens=int(message.usage.output_tokens),
-            )
-        except SHAPE_ERRORS as exc:
-            raise unexpected_shape(exc) from exc
+        message = await _client().messages.create(
+            **message_kwargs(name, request), timeout=timeout_s
+        )
+        return message_completion(message, request)

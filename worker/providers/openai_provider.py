@@ -41,7 +41,7 @@ def _client() -> openai.AsyncOpenAI:
     )
 
 
-def _chat_kwargs(name: str, request: JobRequest) -> dict[str, Any]:
+def chat_kwargs(name: str, request: JobRequest) -> dict[str, Any]:
     model = f"openai/{name}"
     kwargs: dict[str, Any] = {
         "model": name,
@@ -57,47 +57,63 @@ def _chat_kwargs(name: str, request: JobRequest) -> dict[str, Any]:
     return kwargs
 
 
+def embed_kwargs(name: str, request: JobRequest) -> dict[str, Any]:
+    inputs = request.input if isinstance(request.input, list) else [request.input or ""]
+    return {"model": name, "input": inputs}
+
+
+def embeddings_completion(
+    embedded: openai.types.CreateEmbeddingResponse, request: JobRequest
+) -> Completion:
+    """What an Embeddings answer gave (a single call's, or a provider batch line's)."""
+    try:
+        ordered = sorted(embedded.data, key=lambda d: d.index)
+        vectors = [[float(x) for x in item.embedding] for item in ordered]
+        usage = embedded.usage
+        tokens = usage.prompt_tokens if usage else estimate_tokens(request_text(request))
+    except SHAPE_ERRORS as exc:
+        raise unexpected_shape(exc) from exc
+    return Completion(
+        content="",
+        finish_reason="stop",
+        input_tokens=tokens,
+        output_tokens=0,
+        embeddings=vectors,
+    )
+
+
+def chat_completion(response: openai.types.chat.ChatCompletion, request: JobRequest) -> Completion:
+    """What a Chat Completions answer gave (a single call's, or a provider batch line's)."""
+    if not response.choices:
+        raise ProviderError("provider_error", "the provider returned no choices", retryable=True)
+    try:
+        choice = response.choices[0]
+        content = str(choice.message.content or "")
+        if response.usage is not None:
+            input_tokens = int(response.usage.prompt_tokens)
+            output_tokens = int(response.usage.completion_tokens)
+        else:
+            input_tokens = estimate_tokens(request_text(request))
+            output_tokens = estimate_tokens(content)
+    except SHAPE_ERRORS as exc:
+        raise unexpected_shape(exc) from exc
+    return Completion(
+        content=content,
+        finish_reason=choice.finish_reason or "stop",
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+    )
+
+
 class OpenAIProvider:
     async def run(self, name: str, request: JobRequest, timeout_s: float) -> Completion:
         client = _client()
         if request.task == "embed":
-            inputs = request.input if isinstance(request.input, list) else [request.input or ""]
-            embedded = await client.embeddings.create(model=name, input=inputs, timeout=timeout_s)
-            try:
-                ordered = sorted(embedded.data, key=lambda d: d.index)
-                vectors = [[float(x) for x in item.embedding] for item in ordered]
-                usage = embedded.usage
-                tokens = usage.prompt_tokens if usage else estimate_tokens(request_text(request))
-            except SHAPE_ERRORS as exc:
-                raise unexpected_shape(exc) from exc
-            return Completion(
-                content="",
-                finish_reason="stop",
-                input_tokens=tokens,
-                output_tokens=0,
-                embeddings=vectors,
+            embedded = await client.embeddings.create(
+                **embed_kwargs(name, request), timeout=timeout_s
             )
+            return embeddings_completion(embedded, request)
         response = await client.chat.completions.create(
-            **_chat_kwargs(name, request), timeout=timeout_s
+            **chat_kwargs(name, request), timeout=timeout_s
         )
-        if not response.choices:
-            raise ProviderError(
-                "provider_error", "the provider returned no choices", retryable=True
-            )
-        try:
-            choice = response.choices[0]
-            content = str(choice.message.content or "")
-            if response.usage is not None:
-                input_tokens = int(response.usage.prompt_tokens)
-                output_tokens = int(response.usage.completion_tokens)
-            else:
-                input_tokens = estimate_tokens(request_text(request))
-                output_tokens = estimate_tokens(content)
-        except SHAPE_ERRORS as exc:
-            raise unexpected_shape(exc) from exc
-        return Completion(
-            content=content,
-            finish_reason=choice.finish_reason or "stop",
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-        )
+        return chat_completion(response, request)
