@@ -39,6 +39,8 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.fake_batches import FakeBatches
+
 
 class _Server(ThreadingHTTPServer):
     request_queue_size = 1024  # hundreds of calls connect at once in the load tests
@@ -88,6 +90,8 @@ class FakeOpenAI:
         self.bodies: dict[str, list[dict[str, Any]]] = {}
         self.chat_bodies: list[dict[str, Any]] = []  # every chat call's body, in order
         self._lock = threading.Lock()
+        # The batch APIs (files, batches, message batches): tests/fake_batches.py.
+        self.batches = FakeBatches(lambda: self.root_url)
         self.server = _Server(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -174,7 +178,13 @@ class FakeOpenAI:
                     self.wfile.flush()
                     time.sleep(trickle_s)
 
+            def do_GET(self) -> None:
+                if not fake.batches.serve(self, "GET"):
+                    self._send(404, {"error": {"message": "no such route"}}, {})
+
             def do_POST(self) -> None:
+                if fake.batches.serve(self, "POST"):
+                    return
                 length = int(self.headers.get("Content-Length", "0"))
                 payload = json.loads(self.rfile.read(length) or b"{}")
                 model = str(payload.get("model", ""))
