@@ -219,7 +219,8 @@ _MEMBERS = text(
     """
     SELECT a.job_id, a.tenant_id, a.attempt_no, a.model, a.reserved_usd, a.budget_held,
            j.request, j.timeout_s, j.max_attempts, j.model_attempts, j.retry_messages,
-           coalesce(j.prompt ->> 'name', '') AS prompt_name
+           coalesce(j.prompt ->> 'name', '') AS prompt_name,
+           j.status = 'running' AND j.lease_owner = :owner AS ours
     FROM attempts a JOIN jobs j ON j.id = a.job_id
     WHERE a.provider_batch_id = :id AND a.outcome = 'started'
     ORDER BY a.started_at, a.job_id
@@ -243,6 +244,7 @@ class Member:
     model_attempt_no: int
     retry_messages: list[dict[str, str]]
     prompt_name: str
+    running: bool  # False: the job was cancelled (or re-run) since its claim
 
 
 def members(conn: Connection, provider_batch_id: uuid.UUID) -> list[Member]:
@@ -261,8 +263,11 @@ def members(conn: Connection, provider_batch_id: uuid.UUID) -> list[Member]:
             model_attempt_no=r.model_attempts,
             retry_messages=list(r.retry_messages or []),
             prompt_name=str(r.prompt_name),
+            running=bool(r.ours),
         )
-        for r in conn.execute(_MEMBERS, {"id": provider_batch_id})
+        for r in conn.execute(
+            _MEMBERS, {"id": provider_batch_id, "owner": owner_of(provider_batch_id)}
+        )
     ]
 
 

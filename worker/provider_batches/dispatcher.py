@@ -44,13 +44,16 @@ from worker import runner, settle
 from worker.provider_batches.anthropic_batches import AnthropicBatches
 from worker.provider_batches.base import BatchAPI, Call
 from worker.provider_batches.openai_batches import OpenAIBatches
-from worker.providers.base import Completion, ProviderError
+from worker.providers.base import SHAPE_ERRORS, Completion, ProviderError, unexpected_shape
 from worker.providers.errors import map_exception
 
 log = logging.getLogger("aijobs.provider_batches")
 
 APIS: dict[str, BatchAPI] = {"openai": OpenAIBatches(), "anthropic": AnthropicBatches()}
 CLAIM_ROUNDS = 3
+NOT_SENT = ProviderError(
+    "cancelled", "the job ended before its provider batch was sent; no call", retryable=False
+)
 
 
 @contextlib.contextmanager
@@ -206,6 +209,11 @@ def _submit(api: BatchAPI, provider_batch_id: uuid.UUID) -> None:
         row = provider_batches.row(conn, provider_batch_id)
         members = provider_batches.members(conn, provider_batch_id)
     assert row is not None
+    owner = provider_batches.owner_of(provider_batch_id)
+    # A job cancelled before its provider batch was sent: its call is not made.
+    for member in [m for m in members if not m.running]:
+        _settle_line(_claimed(member), owner, NOT_SENT, 0)
+    members = [m for m in members if m.running]
     if not members:  # every call was settled or none was claimed
         with autocommit() as conn:
             provider_batches.end(conn, provider_batch_id, None, "no calls")
@@ -254,6 +262,8 @@ def _poll(api: BatchAPI, provider_batch_id: uuid.UUID) -> None:
         job = _claimed(member)
         try:
             outcome = api.outcome(raw, JobRequest.model_validate(member.request))
+        except SHAPE_ERRORS as exc:  # a line of an odd shape fails its attempt, not the batch
+            outcome = unexpected_shape(exc)
         except Exception as exc:
             outcome = map_exception(exc)
         _settle_line(job, owner, outcome, latency_ms)
@@ -322,7 +332,13 @@ def _settle_line(
     if isinstance(outcome, ProviderError):
         settle.record(job, owner, None, None, outcome, latency_ms)
         return
-    parsed, error, results = runner.check_output(JobRequest.model_validate(job.request), outcome)
+    try:
+        request = JobRequest.model_validate(job.request)
+    except Exception:  # a job purged meanwhile: its call's cost is still recorded
+        log.warning("job %s: its request is gone; the answer is recorded, not checked", job.id)
+        settle.record(job, owner, outcome, None, None, latency_ms)
+        return
+    parsed, error, results = runner.check_output(request, outcome)
     settle.record(job, owner, outcome, parsed, error, latency_ms, results)
 
 
