@@ -349,3 +349,34 @@ def test_cancel_mid_way(
     assert results[waited]["status"] == "cancelled"
     assert _attempts(db, results[waited]["job_id"]) == []
     assert fake_openai.batches.answered(content[waited]) == 0
+
+
+def test_checks_and_response_schema_apply_and_retry_on_the_standard_tier(
+    client: Client, fake_openai: FakeOpenAI, db: psycopg.Connection[Any]
+) -> None:
+    checked = unique("checked")
+    shaped = unique("[reply:not json] shaped")
+    parsed = unique('[reply:{"n": 1}] parsed')
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    lines = [
+        _line("check", checked, max_attempts=2, checks=[{"type": "regex", "pattern": "^OK$"}]),
+        _line("schema", shaped, max_attempts=2, response_schema=schema),
+        _line("good", parsed, response_schema=schema),
+    ]
+    batch = _submit(client, lines)
+    done = _wait_ended(client, batch["id"])
+    assert done["status"] == "completed", done
+    results = {r["custom_id"]: r for r in _results(client, batch["id"])}
+    assert results["good"]["status"] == "succeeded"
+    assert results["good"]["result"]["parsed"] == {"n": 1}
+    for custom_id, code in (("check", "check_failed"), ("schema", "invalid_output")):
+        result = results[custom_id]
+        assert result["status"] == "failed" and result["error"]["code"] == code, result
+        # The provider batch's answer failed; the retry was one single call.
+        assert [a[:4] for a in _attempts(db, result["job_id"])] == [
+            (1, "failed", code, True),
+            (2, "failed", code, False),
+        ]
+    assert len(fake_openai.received_with(checked)) == 1
+    assert len(fake_openai.received_with(shaped)) == 1
+    assert fake_openai.count(parsed) == 0
