@@ -264,8 +264,10 @@ def test_a_provider_batch_created_before_a_crash_is_found_not_made_again(
     done = _wait_ended(client, batch["id"])
     assert done["status"] == "completed" and done["counts"]["succeeded"] == 3, done
     assert fake_openai.batches.created[provider] == created + 1
-    [(_, state, found)] = _provider_batches(db, job_ids)
-    assert (state, found) == ("ended", provider_id)
+    # Its jobs have ended; the row ends right after its last line is settled.
+    wait_until(lambda: _provider_batches(db, job_ids)[0][1] == "ended", 30, "the row to end")
+    [(_, _, found)] = _provider_batches(db, job_ids)
+    assert found == provider_id
 
 
 def test_costs_and_the_reservation_are_at_the_batch_price(

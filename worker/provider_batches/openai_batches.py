@@ -76,7 +76,7 @@ class OpenAIBatches:
                     spool.write(json.dumps(self._line(row["task"], call)).encode() + b"\n")
                 spool.seek(0)
                 uploaded = client.files.create(
-                    file=(f"aijobs-{row['id']}.jsonl", spool.read()), purpose="batch"
+                    file=(f"aijobs-{row['id']}.jsonl", spool), purpose="batch"
                 )
             file_id = uploaded.id
             on_file(file_id)
