@@ -24,6 +24,13 @@ last user message (and by model), and injects faults written into that message:
   [bytes]       report input tokens as the UTF-8 bytes of the messages, the system text
                 and the tools or response_format JSON (one token a byte, plus
                 Anthropic's tool-use prompt): a worst-case tokenizer
+  [cached:N]    N of the prompt's tokens were read from the prompt cache ([cached N] too):
+                OpenAI's usage.prompt_tokens_details.cached_tokens (prompt_tokens counts
+                them), Anthropic's cache_read_input_tokens (input_tokens does not)
+  [cache_write:N]  Anthropic: N prompt tokens written to the cache
+                (cache_creation_input_tokens, not in input_tokens)
+  [reasoning:N] OpenAI: N of the completion's tokens were reasoning tokens
+                (completion_tokens_details.reasoning_tokens; completion_tokens counts them)
 Each call's output cap is kept in `caps` (by message): {"max_tokens": N} or
 {"max_completion_tokens": N}, or {} when the request sent none.
 """
@@ -46,7 +53,10 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024  # hundreds of calls connect at once in the load tests
 
 
-DIRECTIVES = "fail|status|429|sleep|reply|down|storm|broken|nul|trickle|numbered|long|bytes|score"
+DIRECTIVES = (
+    "fail|status|429|sleep|reply|down|storm|broken|nul|trickle|numbered|long|bytes|score"
+    "|cached|cache_write|reasoning"
+)
 JUDGE_SYSTEM = "You are a judge"
 DIRECTIVE = re.compile(rf"\[({DIRECTIVES}):?([^\]]*)\]")
 CAP_FIELDS = ("max_tokens", "max_completion_tokens")
@@ -60,6 +70,12 @@ def words(text: str) -> int:
 
 def _bytes(value: Any) -> int:
     return len((value if isinstance(value, str) else json.dumps(value)).encode())
+
+
+def cache_tokens(directives: dict[str, str], name: str, prompt: int) -> int:
+    """[cached:N] / [cached N] / [cache_write:N]: N, at most the prompt's tokens."""
+    value = directives.get(name, "").strip(": ")
+    return min(int(value), prompt) if value else 0
 
 
 def output_tokens(directives: dict[str, str], reply: str, cap: int | None) -> tuple[int, bool]:
@@ -287,6 +303,14 @@ class FakeOpenAI:
                             "prompt_tokens": prompt,
                             "completion_tokens": completion,
                             "total_tokens": prompt + completion,
+                            "prompt_tokens_details": {
+                                "cached_tokens": cache_tokens(directives, "cached", prompt)
+                            },
+                            "completion_tokens_details": {
+                                "reasoning_tokens": cache_tokens(
+                                    directives, "reasoning", completion
+                                )
+                            },
                         },
                     },
                     {},
@@ -350,6 +374,8 @@ class FakeOpenAI:
                         prompt += TOOL_USE_PROMPT_TOKENS
                 completion, capped = output_tokens(directives, reply, payload.get("max_tokens"))
                 stop_reason = "tool_use" if payload.get("tools") else "end_turn"
+                cached = cache_tokens(directives, "cached", prompt)
+                written = cache_tokens(directives, "cache_write", prompt - cached)
                 self._send(
                     200,
                     {
@@ -360,7 +386,13 @@ class FakeOpenAI:
                         "content": content,
                         "stop_reason": "max_tokens" if capped else stop_reason,
                         "stop_sequence": None,
-                        "usage": {"input_tokens": prompt, "output_tokens": completion},
+                        "usage": {
+                            # Anthropic's input_tokens leaves out the cache's tokens.
+                            "input_tokens": prompt - cached - written,
+                            "output_tokens": completion,
+                            "cache_read_input_tokens": cached,
+                            "cache_creation_input_tokens": written,
+                        },
                     },
                     {},
                 )

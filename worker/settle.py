@@ -94,8 +94,16 @@ def call_record(
     model = model or job.model
     input_tokens = completion.input_tokens if completion else 0
     output_tokens = completion.output_tokens if completion else 0
+    cached_input_tokens = completion.cached_input_tokens if completion else 0
+    cache_write_tokens = completion.cache_write_tokens if completion else 0
     try:
-        cost = price_for(model).cost(input_tokens, output_tokens, tier=tier)
+        cost = price_for(model).cost(
+            input_tokens,
+            output_tokens,
+            cached_input_tokens=cached_input_tokens,
+            cache_write_tokens=cache_write_tokens,
+            tier=tier,
+        )
     except Exception:
         log.exception("job %s: no price for %s on this worker", job.id, model)
         cost = job.reserved_usd  # the most the call can have cost
@@ -110,6 +118,8 @@ def call_record(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cost_usd=cost,
+        cached_input_tokens=cached_input_tokens,
+        cache_write_tokens=cache_write_tokens,
         error_code=error.code if error else None,
         error_message=storable_text(error.message[:2000]) if error else None,
         http_status=error.http_status if error else None,

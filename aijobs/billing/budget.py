@@ -38,7 +38,8 @@ class BudgetExceeded(AppError):
 
 
 def max_call_cost(request: JobRequest, model: str, tier: str = "standard") -> Decimal:
-    """The input bound plus the output cap the call is sent, at list price."""
+    """The input bound plus the output cap the call is sent, at `tier`'s list price
+    ("standard" | "batch"), with no cache discount: the most the call can cost."""
     return price_for(model).cost(
         input_token_bound(request, model), output_cap(request, model), tier=tier
     )

@@ -37,6 +37,8 @@ class Line:
     calls: int = 0
     cache_hits: int = 0
     saved_usd: Decimal = Decimal(0)
+    # Of input_tokens, those the provider read from its prompt cache (at its price).
+    cached_input_tokens: int = 0
 
     def add(self, other: Line) -> None:
         self.cost_usd += other.cost_usd
@@ -45,11 +47,13 @@ class Line:
         self.calls += other.calls
         self.cache_hits += other.cache_hits
         self.saved_usd += other.saved_usd
+        self.cached_input_tokens += other.cached_input_tokens
 
     def as_json(self) -> dict[str, Any]:
         return {
             "cost_usd": usd(self.cost_usd),
             "input_tokens": self.input_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
             "output_tokens": self.output_tokens,
             "calls": self.calls,
             "cache_hits": self.cache_hits,
@@ -86,7 +90,7 @@ def report(
         text(
             f"""
             SELECT {GROUPS[group_by]} AS k, sum(cost_usd), sum(input_tokens),
-                   sum(output_tokens), count(*)
+                   sum(output_tokens), count(*), sum(cached_input_tokens)
             FROM attempts
             WHERE {_scope(tenant_id)} started_at >= :start AND started_at < :end
             GROUP BY 1
@@ -95,8 +99,14 @@ def report(
         params,
     )
     result = Report()
-    for key, cost, tokens_in, tokens_out, count in calls:
-        result.lines[str(key)] = Line(Decimal(cost), int(tokens_in), int(tokens_out), int(count))
+    for key, cost, tokens_in, tokens_out, count, cached in calls:
+        result.lines[str(key)] = Line(
+            Decimal(cost),
+            int(tokens_in),
+            int(tokens_out),
+            int(count),
+            cached_input_tokens=int(cached),
+        )
     hits = conn.execute(
         text(
             f"""

@@ -317,6 +317,8 @@ _RECORD_CALL_CTES = """call AS (
             UPDATE attempts SET outcome = :outcome, finished_at = now(),
                    latency_ms = :latency_ms, input_tokens = :input_tokens,
                    output_tokens = :output_tokens, cost_usd = :cost_usd,
+                   cached_input_tokens = :cached_input_tokens,
+                   cache_write_tokens = :cache_write_tokens,
                    error_code = :error_code, error_message = :error_message,
                    http_status = :http_status, checks = :checks
             WHERE job_id = :id AND attempt_no = :attempt_no AND outcome = 'started'
@@ -445,9 +447,11 @@ class CallRecord:
     job_checks: list[dict[str, Any]] | None = None
     # What the output cost in all (a judge's call: the output's call and its judges').
     output_cost_usd: Decimal | None = None
-    input_tokens: int = 0
+    input_tokens: int = 0  # all of them, the cached and cache-write ones among them
     output_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
+    cached_input_tokens: int = 0  # of input_tokens, read from the provider's prompt cache
+    cache_write_tokens: int = 0  # of input_tokens, written to it
     error_code: str | None = None
     error_message: str | None = None
     http_status: int | None = None
@@ -601,6 +605,8 @@ def _call_params(job: Claimed, call: CallRecord) -> dict[str, Any]:
         "input_tokens": call.input_tokens,
         "output_tokens": call.output_tokens,
         "cost_usd": call.cost_usd,
+        "cached_input_tokens": call.cached_input_tokens,
+        "cache_write_tokens": call.cache_write_tokens,
         "error_code": call.error_code,
         "error_message": call.error_message,
         "http_status": call.http_status,

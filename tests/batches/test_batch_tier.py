@@ -23,13 +23,14 @@ ENDED = ("completed", "cancelled")
 MINI = "openai/gpt-4o-mini"
 HAIKU = "anthropic/claude-haiku-4-5"
 MILLION = Decimal(1_000_000)
-# List prices (USD per 1M tokens, input / output); the batch tier bills half.
+# Prices (USD per 1M tokens, input / output): list, and the batch tier's (half).
 LIST = {MINI: (Decimal("0.15"), Decimal("0.60")), HAIKU: (Decimal("1.00"), Decimal("5.00"))}
+BATCH = {MINI: (Decimal("0.075"), Decimal("0.30")), HAIKU: (Decimal("0.50"), Decimal("2.50"))}
 
 
 def batch_cost(model: str, input_tokens: int, output_tokens: int) -> Decimal:
-    price_in, price_out = LIST[model]
-    return (input_tokens * price_in + output_tokens * price_out) / MILLION / 2
+    price_in, price_out = BATCH[model]
+    return (input_tokens * price_in + output_tokens * price_out) / MILLION
 
 
 def list_cost(model: str, input_tokens: int, output_tokens: int) -> Decimal:

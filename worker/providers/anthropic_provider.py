@@ -23,6 +23,7 @@ from worker.providers.base import (
     connection_limits,
     unexpected_shape,
 )
+from worker.providers.usage import from_anthropic
 
 # Passed explicitly: left to itself the SDK reads its own environment variable, where
 # an empty value (compose's `${VAR:-}`) would be taken as the base URL.
@@ -79,11 +80,14 @@ def message_completion(message: anthropic.types.Message, request: JobRequest) ->
                 break
             if block.type == "text":
                 content += block.text
+        usage = from_anthropic(message.usage)
         return Completion(
             content=content,
             finish_reason=message.stop_reason or "end_turn",
-            input_tokens=int(message.usage.input_tokens),
-            output_tokens=int(message.usage.output_tokens),
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_input_tokens=usage.cached_input_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
         )
     except SHAPE_ERRORS as exc:
         raise unexpected_shape(exc) from exc

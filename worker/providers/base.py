@@ -15,9 +15,11 @@ from aijobs.settings import get_settings
 class Completion:
     content: str
     finish_reason: str
-    input_tokens: int
-    output_tokens: int
+    input_tokens: int  # all of the call's input, its cached and cache-write tokens among them
+    output_tokens: int  # all of its output, reasoning tokens among them
     embeddings: list[list[float]] | None = None
+    cached_input_tokens: int = 0  # of input_tokens, read from the provider's prompt cache
+    cache_write_tokens: int = 0  # of input_tokens, written to it (Anthropic)
 
 
 class ProviderError(Exception):

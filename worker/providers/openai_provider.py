@@ -20,6 +20,7 @@ from worker.providers.base import (
     request_text,
     unexpected_shape,
 )
+from worker.providers.usage import Usage, from_openai
 
 # Passed explicitly: left to itself the SDK reads its own environment variable, where
 # an empty value (compose's `${VAR:-}`) would be taken as the base URL.
@@ -90,18 +91,17 @@ def chat_completion(response: openai.types.chat.ChatCompletion, request: JobRequ
         choice = response.choices[0]
         content = str(choice.message.content or "")
         if response.usage is not None:
-            input_tokens = int(response.usage.prompt_tokens)
-            output_tokens = int(response.usage.completion_tokens)
+            counted = from_openai(response.usage)
         else:
-            input_tokens = estimate_tokens(request_text(request))
-            output_tokens = estimate_tokens(content)
+            counted = Usage(estimate_tokens(request_text(request)), estimate_tokens(content))
     except SHAPE_ERRORS as exc:
         raise unexpected_shape(exc) from exc
     return Completion(
         content=content,
         finish_reason=choice.finish_reason or "stop",
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
+        input_tokens=counted.input_tokens,
+        output_tokens=counted.output_tokens,
+        cached_input_tokens=counted.cached_input_tokens,
     )
 
 
