@@ -383,3 +383,60 @@ def test_checks_and_response_schema_apply_and_retry_on_the_standard_tier(
     assert len(fake_openai.received_with(checked)) == 1
     assert len(fake_openai.received_with(shaped)) == 1
     assert fake_openai.count(parsed) == 0
+
+
+def test_a_former_that_died_while_claiming_leaves_a_row_the_next_worker_submits(
+    live: Stack,
+    client: Client,
+    fake_openai: FakeOpenAI,
+    db: psycopg.Connection[Any],
+) -> None:
+    """The state a worker SIGKILLed in the middle of forming a provider batch leaves: a
+    `building` row holding the calls claimed so far, the other jobs still queued."""
+    import uuid
+
+    from aijobs.batches import provider_batches
+    from aijobs.db import autocommit
+    from aijobs.jobs import transitions
+
+    live.kill_workers(signal.SIGTERM)
+    created = fake_openai.batches.created["openai"]
+    messages = [unique("claimed"), unique("left queued")]
+    batch = _submit(client, [_line(f"m{i}", m) for i, m in enumerate(messages)])
+    claimed_id, queued_id = _job_ids(client, batch["id"])
+    row_id = uuid.uuid4()
+    with autocommit() as conn:
+        provider_batches.create(conn, row_id, "openai", MINI, "chat")
+        owner = provider_batches.owner_of(row_id)
+        job = transitions.claim_for_provider_batch(conn, uuid.UUID(claimed_id), owner, row_id)
+    assert isinstance(job, transitions.Claimed) and job.tier == "batch"
+
+    live.start_worker()
+    done = _wait_ended(client, batch["id"])
+    assert done["status"] == "completed" and done["counts"]["succeeded"] == 2, done
+    # The dead former's row went out with its one call; the queued job in another batch.
+    assert fake_openai.batches.created["openai"] == created + 2
+    [(_, _, found)] = _provider_batches(db, [claimed_id])
+    assert found is not None
+    wait_until(lambda: _provider_batches(db, [claimed_id])[0][1] == "ended", 30, "the row")
+    requests = db.execute("SELECT requests FROM provider_batches WHERE id = %s", (row_id,))
+    assert requests.fetchone() == (1,)
+    assert _provider_batches(db, [queued_id])[0][0] != row_id
+    for message in messages:
+        assert fake_openai.batches.answered(message) == 1
+        assert fake_openai.count(message) == 0
+
+
+def test_two_workers_form_one_provider_batch(
+    live: Stack, client: Client, fake_openai: FakeOpenAI, db: psycopg.Connection[Any]
+) -> None:
+    live.ensure_workers(2)
+    created = fake_openai.batches.created["anthropic"]
+    messages = [unique(f"shared {i}") for i in range(8)]
+    batch = _submit(client, [_line(f"s{i}", m, model=HAIKU) for i, m in enumerate(messages)])
+    done = _wait_ended(client, batch["id"])
+    assert done["status"] == "completed" and done["counts"]["succeeded"] == 8, done
+    assert fake_openai.batches.created["anthropic"] == created + 1
+    assert len(_provider_batches(db, _job_ids(client, batch["id"]))) == 1
+    for message in messages:
+        assert fake_openai.batches.answered(message) == 1
