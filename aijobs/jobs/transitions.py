@@ -5,7 +5,9 @@ SQL guarded by the state it leaves, so each is safe to run twice.
                                       follower of an identical job in flight
     claim       queued, due        -> running under a lease (the call recorded, its
                                       cost reserved), or failed (refused: it cannot fit
-                                      the budget even alone)
+                                      the budget even alone); a job queued for the batch
+                                      tier is claimed into a provider batch instead, at
+                                      its batch price, under that batch's lease
     wait        running (ours)     -> queued, waiting for budget (the call fits alone,
                                       not beside the reservations in flight)
     wake        waiting for budget -> queued and due (a settle freed room)

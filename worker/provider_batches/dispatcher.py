@@ -118,8 +118,8 @@ def _form_model(model: str) -> list[uuid.UUID]:
             finally:
                 provider_batches.unlock(lock, provider_batch_id)
         formed.append(provider_batch_id)
-        if len(ids) < settings.provider_batch_max_requests:
-            return formed
+        if not claimed or len(ids) < settings.provider_batch_max_requests:
+            return formed  # (none claimed: the rest waits for budget; the next pass)
 
 
 def _claim(conn: Connection, job_id: uuid.UUID, provider_batch_id: uuid.UUID) -> bool:
