@@ -79,7 +79,8 @@ _SUBMITTING = text(
 )
 _SUBMIT_STARTED = text(
     """
-    UPDATE provider_batches SET submit_started_at = coalesce(submit_started_at, now())
+    UPDATE provider_batches SET submit_started_at = now(), requests = :requests,
+           input_file_id = CASE WHEN requests = :requests THEN input_file_id END
     WHERE id = :id AND state = 'submitting'
     """
 )
@@ -149,9 +150,12 @@ def to_submitting(conn: Connection, provider_batch_id: uuid.UUID) -> int | None:
     return None if row is None else int(row[0])
 
 
-def submit_started(conn: Connection, provider_batch_id: uuid.UUID) -> None:
-    """Before the provider is asked to create the batch (kept from the first try)."""
-    conn.execute(_SUBMIT_STARTED, {"id": provider_batch_id})
+def submit_started(conn: Connection, provider_batch_id: uuid.UUID, requests: int) -> None:
+    """Before the provider is asked to create a batch of `requests` calls, when no batch
+    an earlier try made was found: after a crash, one made since may be ours. An input
+    file an earlier try uploaded is kept only if it holds as many calls (a call is only
+    ever taken out of a row, as its job is cancelled: the same count, the same calls)."""
+    conn.execute(_SUBMIT_STARTED, {"id": provider_batch_id, "requests": requests})
 
 
 def input_file(conn: Connection, provider_batch_id: uuid.UUID, file_id: str) -> None:

@@ -220,8 +220,9 @@ def _submit(api: BatchAPI, provider_batch_id: uuid.UUID) -> None:
         return
     found = api.find(row)
     if found is None:
+        calls = _calls(members)
         with autocommit() as conn:
-            provider_batches.submit_started(conn, provider_batch_id)
+            provider_batches.submit_started(conn, provider_batch_id, len(calls))
             row = provider_batches.row(conn, provider_batch_id)
         assert row is not None
 
@@ -229,7 +230,7 @@ def _submit(api: BatchAPI, provider_batch_id: uuid.UUID) -> None:
             with autocommit() as conn:
                 provider_batches.input_file(conn, provider_batch_id, file_id)
 
-        found = api.submit(row, _calls(members), on_file)
+        found = api.submit(row, calls, on_file)
         log.info("provider batch %s: submitted as %s", provider_batch_id, found)
     else:
         log.info(
