@@ -440,3 +440,20 @@ def test_two_workers_form_one_provider_batch(
     assert len(_provider_batches(db, _job_ids(client, batch["id"]))) == 1
     for message in messages:
         assert fake_openai.batches.answered(message) == 1
+
+
+def test_a_call_that_cannot_fit_the_budget_alone_fails_and_is_not_sent(
+    make_client: Callable[..., Client], fake_openai: FakeOpenAI, db: psycopg.Connection[Any]
+) -> None:
+    # The model's whole output cap (16,384 tokens at 0.30 per 1M at the batch price) is
+    # more than the budget: no room could ever be freed for it.
+    client = make_client(daily_budget=Decimal("0.0004"))
+    message = unique("too big")
+    batch = _submit(client, [_line("big", message)])
+    done = _wait_ended(client, batch["id"])
+    assert done["status"] == "completed" and done["counts"]["failed"] == 1, done
+    [result] = _results(client, batch["id"])
+    assert result["error"]["code"] == "budget_exceeded"
+    assert _attempts(db, result["job_id"]) == []
+    assert fake_openai.batches.answered(message) == 0
+    assert fake_openai.count(message) == 0
