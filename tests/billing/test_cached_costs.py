@@ -117,3 +117,20 @@ def test_a_judge_call_with_cached_tokens_is_priced_the_same_way(
     call = _gpt4o_mini(words(message), 3, words(f"echo: {message}"))
     assert rows[0][4] == call
     assert Decimal(done["cost_usd"]) == rows[0][4] + rows[1][4]
+
+
+def test_reasoning_tokens_are_output_counted_once(
+    client: Client, db: psycopg.Connection[Any]
+) -> None:
+    # The fake reports 3 of the completion's tokens as reasoning tokens, within
+    # completion_tokens as OpenAI does.
+    message = unique("[reasoning:3] think first")
+    done = client.wait(client.submit(chat(message, model="openai/o4-mini")).json()["id"])
+    assert done["status"] == "succeeded", done
+    prompt, output = words(message), words(f"echo: {message}")
+    assert output > 3
+    # o4-mini: 1.10 in, 4.40 out (per 1M).
+    expected = (prompt * Decimal("1.10") + output * Decimal("4.40")) / MILLION
+    assert done["usage"] == {"input_tokens": prompt, "output_tokens": output}
+    assert Decimal(done["cost_usd"]) == expected
+    assert _attempt(db, done["id"]) == (prompt, 0, 0, output, expected)
