@@ -28,9 +28,10 @@ pending judge is reserved once the output is known, so exactly.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -44,6 +45,7 @@ from aijobs.checks.schemas import JudgeCheck
 from aijobs.jobs import transitions
 from aijobs.jobs.schemas import JobRequest
 from aijobs.jobs.structured import InvalidOutput, parse_output
+from aijobs.storable import storable_text
 from worker import settle
 from worker.providers.base import Completion, ProviderError
 from worker.providers.errors import map_exception
@@ -150,7 +152,10 @@ async def judge_and_settle(
     )
     if not recorded:
         return "skipped"
-    output = _Output(completion, parsed, latency_ms, list(results), call.cost_usd)
+    # The judges score the output as it is stored (a pending judge reads it back from the
+    # job), so a judge's reservation is the same before and after a wait.
+    stored = dataclasses.replace(completion, content=storable_text(completion.content))
+    output = _Output(stored, parsed, latency_ms, list(results), call.cost_usd)
     return await _judge(job, owner, output, judges, 0, None)
 
 
@@ -189,7 +194,7 @@ async def _judge(
             if got == "gone":
                 return "skipped"
             if got == "over_reserved":
-                so_far = replace(output, results=everything, spent=spent)
+                so_far = dataclasses.replace(output, results=everything, spent=spent)
                 pending = so_far.pending(index, check.model, reserve)
                 return await asyncio.to_thread(_wait, current, owner, pending, reserve)
             if isinstance(got, str):  # over_budget
