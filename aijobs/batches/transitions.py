@@ -54,7 +54,7 @@ _COLUMNS = """id, tenant_id, status, model, current_model, model_attempts, task,
     metadata, webhook_url, max_attempts, timeout_s, attempts, input_tokens, output_tokens,
     cost_usd, cache_hit, saved_usd, fingerprint, leader_id, followers, result, started_at,
     finished_at, created_at, enqueued_at, reserve_usd, prompt, batch_id, custom_id,
-    batch_index"""
+    batch_index, checks"""
 _RECORD = """r(id uuid, model text, task text, request jsonb, metadata jsonb, webhook_url text,
     max_attempts int, timeout_s numeric, fingerprint text, reserve_usd jsonb, prompt jsonb,
     custom_id text, batch_index int)"""
@@ -72,7 +72,7 @@ _INSERT = text(
            coalesce(hit.cost_usd, 0), r.fingerprint, NULL, 0, hit.result,
            CASE WHEN hit.result IS NULL THEN NULL ELSE now() END,
            CASE WHEN hit.result IS NULL THEN NULL ELSE now() END, now(), {_ENQUEUED},
-           r.reserve_usd, r.prompt, :batch_id, r.custom_id, r.batch_index
+           r.reserve_usd, r.prompt, :batch_id, r.custom_id, r.batch_index, hit.checks
     FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS {_RECORD}
     LEFT JOIN cache_entries hit
       ON hit.tenant_id = :tenant_id AND hit.fingerprint = r.fingerprint
@@ -89,7 +89,7 @@ _INSERT_FOLLOWER = text(
     VALUES (:id, :tenant_id, 'queued', :model, :model, 0, :task, :request, :metadata,
             :webhook_url, :max_attempts, :timeout_s, 0, 0, 0, 0, false, 0, :fingerprint,
             :leader_id, 0, NULL, NULL, NULL, now(), now(), :reserve_usd, :prompt, :batch_id,
-            :custom_id, :batch_index)
+            :custom_id, :batch_index, NULL)
     """
 ).bindparams(
     bindparam("request", type_=JSONB),
