@@ -18,6 +18,7 @@ from api.routes import (
     health,
     jobs,
     prompts,
+    tenant,
     usage,
     webhook_deliveries,
 )
@@ -47,6 +48,7 @@ def create_app() -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(batches.router)
     app.include_router(usage.router)
+    app.include_router(tenant.router)
     app.include_router(prompts.router)
     app.include_router(admin_jobs.router)
     app.include_router(admin_tenants.router)
