@@ -9,6 +9,7 @@ from api import admin_session, problems
 from api.body_limit import BodyLimitMiddleware
 from api.request_id import RequestIdMiddleware
 from api.routes import (
+    admin_batches,
     admin_jobs,
     admin_page,
     admin_prompts,
@@ -56,6 +57,8 @@ def create_app() -> FastAPI:
     app.include_router(admin_webhooks.router)
     app.include_router(admin_page.router)
     app.include_router(admin_prompts.pages)
+    app.include_router(admin_batches.api)
+    app.include_router(admin_batches.pages)
     app.add_exception_handler(admin_session.LoginRequired, admin_session.to_login)
     return app
 
