@@ -88,3 +88,14 @@ def test_a_batch_line_with_an_unknown_priority_refuses_the_batch(client: Client)
     assert [(e["index"], e["custom_id"]) for e in problem["errors"]] == [(1, "bad")]
     assert "priority" in problem["errors"][0]["detail"]
     assert client.http.get("/v1/batches").json()["data"] == []
+
+
+def test_an_idempotency_key_covers_the_priority(client: Client) -> None:
+    body = chat(unique("keyed"), model="sim/echo")
+    key = {"Idempotency-Key": unique("key")}
+    first = client.submit(body, headers=key)
+    assert first.status_code == 202, first.text
+    assert client.submit(body, headers=key).json()["id"] == first.json()["id"]
+    other = client.submit({**body, "priority": "batch"}, headers=key)
+    assert other.status_code == 422, other.text
+    assert other.json()["code"] == "idempotency_conflict"
