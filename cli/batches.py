@@ -22,6 +22,7 @@ import httpx
 from cli.http import CliError, add_flags, client, http_errors, ok, problem
 
 CHUNK = 256 * 1024
+LONG = httpx.Timeout(30, read=600, write=600)
 ENDED = ("completed", "cancelled")
 
 
@@ -148,8 +149,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
         size = args.file.stat().st_size
     except OSError as exc:
         raise CliError(f"{args.file}: {exc.strerror}") from None
-    # The upload can take a while (100 MiB); reads stay quick.
-    with client(args, timeout=None) as http:
+    # Sending 100 MiB, and the answer to it (the batch is written before it comes), can
+    # take minutes on a loaded machine; connecting cannot.
+    with client(args, timeout=LONG) as http:
         _check_tenant(http, args.tenant)
         batch = _upload(http, args, size)
         if args.no_wait:
@@ -177,7 +179,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_results(args: argparse.Namespace) -> int:
     """The API's NDJSON as it arrives: constant memory, whatever the batch's size."""
     with (
-        client(args, timeout=None) as http,
+        client(args, timeout=LONG) as http,
         http.stream("GET", f"/v1/batches/{args.batch_id}/results") as response,
     ):
         if response.status_code >= 400:

@@ -35,7 +35,7 @@ def http_errors(command: Callable[[argparse.Namespace], int]) -> Callable[..., i
     return run
 
 
-def client(args: argparse.Namespace, timeout: float | None = 30) -> httpx.Client:
+def client(args: argparse.Namespace, timeout: float | httpx.Timeout = 30) -> httpx.Client:
     settings = get_settings()
     key = args.api_key or settings.api_key
     if not key:
