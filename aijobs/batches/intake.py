@@ -80,6 +80,7 @@ def _row(conn: Connection, tenant_id: uuid.UUID, request: JobRequest) -> dict[st
         "fingerprint": fingerprint(tenant_id, request) if request.cache else None,
         "reserve_usd": budget.reservations(request),
         "prompt": prompt,
+        "priority": request.priority or "batch",
     }
 
 

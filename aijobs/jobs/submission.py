@@ -220,6 +220,7 @@ def submit(
         "fingerprint": fingerprint(tenant_id, request) if request.cache else None,
         "reserve_usd": budget.reservations(request),
         "prompt": prompt,
+        "priority": request.priority or "interactive",
     }
     if fast_path:
         # Most submits are this one statement: run it in autocommit, which saves the

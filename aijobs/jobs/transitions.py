@@ -57,7 +57,7 @@ TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 _COLUMNS = """id, tenant_id, status, model, current_model, model_attempts, task, request,
     metadata, webhook_url, max_attempts, timeout_s, attempts, input_tokens, output_tokens,
     cost_usd, cache_hit, saved_usd, fingerprint, leader_id, followers, result, started_at,
-    finished_at, created_at, enqueued_at, reserve_usd, prompt, checks"""
+    finished_at, created_at, enqueued_at, reserve_usd, prompt, checks, priority"""
 
 # What a submit returns: the job to show, and what the API counts it by.
 _RETURNING = ", ".join((*VIEW_COLUMNS, "leader_id", "saved_usd"))
@@ -78,7 +78,7 @@ _INSERT = text(
            coalesce(hit.cost_usd, 0), :fingerprint, NULL, 0, hit.result,
            CASE WHEN hit.result IS NULL THEN NULL ELSE now() END,
            CASE WHEN hit.result IS NULL THEN NULL ELSE now() END, now(), now(), :reserve_usd,
-           :prompt, hit.checks
+           :prompt, hit.checks, :priority
     FROM (SELECT 1) AS one LEFT JOIN hit ON true
     ON CONFLICT (tenant_id, fingerprint)
         WHERE leader_id IS NULL AND status IN ('queued', 'running') DO NOTHING
@@ -106,7 +106,7 @@ _INSERT_FOLLOWER = text(
     INSERT INTO jobs ({_COLUMNS})
     VALUES (:id, :tenant_id, 'queued', :model, :model, 0, :task, :request, :metadata,
             :webhook_url, :max_attempts, :timeout_s, 0, 0, 0, 0, false, 0, :fingerprint,
-            :leader_id, 0, NULL, NULL, NULL, now(), now(), :reserve_usd, :prompt, NULL)
+            :leader_id, 0, NULL, NULL, NULL, now(), now(), :reserve_usd, :prompt, NULL, :priority)
     RETURNING {_RETURNING}
     """
 ).bindparams(
