@@ -191,6 +191,10 @@ class Job(Base):
     retry_reserve_usd: Mapped[Decimal] = mapped_column(
         MONEY, default=Decimal(0), server_default=text("0")
     )
+    # A judge check's call that waits for budget: the output it scores, the checks run
+    # so far, the judge to call next and its reservation (worker/judging.py). Set only
+    # while the job is queued for that judge (or running it); any settle clears it.
+    judge_pending: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # A batch's job: its batch, the client's custom_id and its line in the input.
     batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
     custom_id: Mapped[str | None] = mapped_column(String(200))

@@ -152,16 +152,23 @@ async def complete(started: Started, owner: str) -> str:
     }
     try:
         with sentry.job_scope(**tags):
-            completion, parsed, error, latency_ms, results = await _call(job)
-            judges = judging.judges_of(job) if error is None and completion else []
-            if completion is not None and judges:
-                outcome = await judging.judge_and_settle(
-                    job, owner, completion, parsed, latency_ms, results, judges
-                )
+            if job.judge_pending is not None:
+                # A judge that waited for budget: the output is kept, its model not called.
+                outcome = await judging.resume(job, owner)
             else:
-                outcome = await asyncio.to_thread(
-                    settle.record, job, owner, completion, parsed, error, latency_ms, results
-                )
+                completion, parsed, error, latency_ms, results = await _call(job)
+                judges = judging.judges_of(job) if error is None and completion else []
+                if completion is not None and judges:
+                    outcome = await judging.judge_and_settle(
+                        job, owner, completion, parsed, latency_ms, results, judges
+                    )
+                else:
+                    outcome = await asyncio.to_thread(
+                        settle.record, job, owner, completion, parsed, error, latency_ms, results
+                    )
+        if outcome == "due":  # its judge waited, and the room was there by then
+            with contextlib.suppress(Exception):  # else the sweeper publishes it
+                await asyncio.to_thread(_publish, [job.id])
         await asyncio.to_thread(wake_budget_waiters, job)
         return outcome
     except Exception:
@@ -217,9 +224,14 @@ def wake_budget_waiters(job: transitions.Claimed) -> None:
         with autocommit() as conn:
             woken = transitions.wake_budget_waiters(conn, job.tenant_id)
         if woken:
-            from worker.celery_app import app  # the worker's app (it imports this module)
-
-            for job_id in woken:
-                app.send_task(RUN_JOB_TASK, args=[str(job_id)], queue=QUEUE, retry=False)
+            _publish(woken)
     except Exception:
         log.warning("job %s: waiting jobs left to the sweeper", job.id, exc_info=True)
+
+
+def _publish(job_ids: list[uuid.UUID]) -> None:
+    """A message for each job (queued and due); the sweeper publishes any that is lost."""
+    from worker.celery_app import app  # the worker's app (it imports this module)
+
+    for job_id in job_ids:
+        app.send_task(RUN_JOB_TASK, args=[str(job_id)], queue=QUEUE, retry=False)

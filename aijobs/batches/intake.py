@@ -116,6 +116,7 @@ def _row(
         "fingerprint": fingerprint(tenant_id, request) if request.cache else None,
         "reserve_usd": reserve,
         "prompt": prompt,
+        "priority": request.priority or "batch",
     }
 
 

@@ -7,9 +7,11 @@ batch tier (OpenAI Batch, Anthropic Message Batches) prices input and output at
 `batch_input` and `batch_output`, and its cached and cache-write input at their prices
 scaled by batch_input / input (the providers' batch discount stacks with caching).
 
-An entry (an override's above all) that omits the newer fields gets defaults that never
-undercharge: cached_input = cache_write = input, batch_input / batch_output = half of
-input / output (both providers' batch APIs charge half), checked = null."""
+An entry (an override's above all) that omits the newer fields gets defaults:
+cached_input = cache_write = input (no cache discount; an Anthropic model's cache writes,
+1.25x input in truth, are then charged at input: give cache_write for them),
+batch_input / batch_output = half of input / output (both providers' batch APIs charge
+half), checked = null."""
 
 from __future__ import annotations
 
@@ -88,7 +90,7 @@ def _price(entry: dict[str, Any], key: str, default: Decimal) -> Decimal:
 
 def _parse(models: dict[str, Any]) -> dict[str, ModelPrice]:
     """Entries from the shipped table or an override; an entry that omits a newer price
-    gets a default that never undercharges (see the module's docstring)."""
+    gets its default (see the module's docstring)."""
     table: dict[str, ModelPrice] = {}
     for name, entry in models.items():
         input_per_m = Decimal(str(entry["input"]))

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from aijobs.billing import budget
 from aijobs.billing.pricing import price_for
-from aijobs.checks.run import refuse_input
+from aijobs.checks.run import output_checks, refuse_input
 from aijobs.checks.schemas import judge_models
 from aijobs.errors import Conflict, IdempotencyConflict, InvalidRequest, Unsupported
 from aijobs.jobs import transitions
@@ -97,6 +97,13 @@ def check_submittable(request: JobRequest, *, refuse_unconfigured: bool = False)
     here could run is refused now, not failed later)."""
     if request.model in request.fallbacks:
         raise InvalidRequest("fallbacks must not repeat the model")
+    if request.task == "embed" and output_checks(request.checks):
+        # An embedding has no text output to check (input checks do run, on the input).
+        raise Unsupported(
+            'an embed job has no text output: its checks may only be "on": "input"'
+            " (regex, not_regex, max_chars on each input string)",
+            extra={"field": "checks"},
+        )
     for model in judge_models(request.checks):
         price_for(model)  # unknown_model
     for model in request.models():
@@ -213,6 +220,7 @@ def submit(
         "fingerprint": fingerprint(tenant_id, request) if request.cache else None,
         "reserve_usd": budget.reservations(request),
         "prompt": prompt,
+        "priority": request.priority or "interactive",
     }
     if fast_path:
         # Most submits are this one statement: run it in autocommit, which saves the

@@ -16,7 +16,10 @@ SQL guarded by the state it leaves, so each is safe to run twice.
     fall back   running (ours)     -> queued, on the next model
     judge       running (ours)     -> running (ours), its call recorded and a judge
                                       check's call reserved as the next attempt (or
-                                      failed budget_exceeded when it cannot fit)
+                                      failed budget_exceeded when it cannot fit alone)
+    judge wait  running (ours)     -> queued with the judge pending, waiting for budget
+                                      (the judge fits alone, not beside the calls in
+                                      flight); its next claim is that judge's call
     fail        running (ours)     -> failed
     cancel      queued | running   -> cancelled
     lapse       running, lease out -> queued (its lost call charged at its reservation),
@@ -56,7 +59,7 @@ TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 _COLUMNS = """id, tenant_id, status, model, current_model, model_attempts, task, request,
     metadata, webhook_url, max_attempts, timeout_s, attempts, input_tokens, output_tokens,
     cost_usd, cache_hit, saved_usd, fingerprint, leader_id, followers, result, started_at,
-    finished_at, created_at, enqueued_at, reserve_usd, prompt"""
+    finished_at, created_at, enqueued_at, reserve_usd, prompt, checks, priority"""
 
 # What a submit returns: the job to show, and what the API counts it by.
 _RETURNING = ", ".join((*VIEW_COLUMNS, "leader_id", "saved_usd"))
@@ -67,7 +70,7 @@ _RETURNING = ", ".join((*VIEW_COLUMNS, "leader_id", "saved_usd"))
 _INSERT = text(
     f"""
     WITH hit AS (
-        SELECT result, model, cost_usd FROM cache_entries
+        SELECT result, model, cost_usd, checks FROM cache_entries
         WHERE tenant_id = :tenant_id AND fingerprint = :fingerprint AND expires_at > now()
     )
     INSERT INTO jobs ({_COLUMNS})
@@ -77,7 +80,7 @@ _INSERT = text(
            coalesce(hit.cost_usd, 0), :fingerprint, NULL, 0, hit.result,
            CASE WHEN hit.result IS NULL THEN NULL ELSE now() END,
            CASE WHEN hit.result IS NULL THEN NULL ELSE now() END, now(), now(), :reserve_usd,
-           :prompt
+           :prompt, hit.checks, :priority
     FROM (SELECT 1) AS one LEFT JOIN hit ON true
     ON CONFLICT (tenant_id, fingerprint)
         WHERE leader_id IS NULL AND status IN ('queued', 'running') DO NOTHING
@@ -105,7 +108,7 @@ _INSERT_FOLLOWER = text(
     INSERT INTO jobs ({_COLUMNS})
     VALUES (:id, :tenant_id, 'queued', :model, :model, 0, :task, :request, :metadata,
             :webhook_url, :max_attempts, :timeout_s, 0, 0, 0, 0, false, 0, :fingerprint,
-            :leader_id, 0, NULL, NULL, NULL, now(), now(), :reserve_usd, :prompt)
+            :leader_id, 0, NULL, NULL, NULL, now(), now(), :reserve_usd, :prompt, NULL, :priority)
     RETURNING {_RETURNING}
     """
 ).bindparams(
@@ -140,6 +143,27 @@ def submitted(conn: Connection, job_id: uuid.UUID) -> RowMapping:
 # --- claim and settle (the worker) --------------------------------------------------
 
 
+# The most a job's next call may cost: its model's call (and what a check retry adds to
+# it), or, with a judge pending, that judge's call (computed when the judge waited). A
+# call in a provider batch is reserved at the batch price (`batch:<model>`).
+def _reserve(batch: bool) -> str:
+    model_call = (
+        "coalesce((reserve_usd ->> ('batch:' || current_model))::numeric,"
+        " (reserve_usd ->> current_model)::numeric, 0)"
+        if batch
+        else "coalesce((reserve_usd ->> current_model)::numeric, 0)"
+    )
+    return f"""CASE WHEN judge_pending IS NULL
+               THEN {model_call} + retry_reserve_usd
+               ELSE (judge_pending ->> 'reserve')::numeric END"""
+
+
+RESERVE = _reserve(batch=False)
+# What a queued job's next call reserves, on whichever tier it is queued for.
+QUEUED_RESERVE = f"""CASE WHEN tier = 'batch' THEN {_reserve(batch=True)}
+                    ELSE {RESERVE} END"""
+
+
 # queued (and due) -> running under our lease, counting the call we are about to make,
 # reserving its maximum cost against the tenant's budget (check and add in one step,
 # so concurrent claims on any number of workers cannot overshoot), and recording the
@@ -155,27 +179,22 @@ def _claim_statement(tier: str) -> TextClause:
     worker/provider_batches/; any later call of the job is standard)."""
     batch = tier == "batch"
     lease = "'infinity'::timestamptz" if batch else "now() + make_interval(secs => :lease_s)"
-    reserve = (
-        "coalesce((reserve_usd ->> ('batch:' || current_model))::numeric,"
-        " (reserve_usd ->> current_model)::numeric, 0)"
-        if batch
-        else "coalesce((reserve_usd ->> current_model)::numeric, 0)"
-    )
+    reserve = _reserve(batch)
     in_batch = "CAST(:provider_batch_id AS uuid)" if batch else "NULL"
     return text(
         f"""
     WITH claimed AS (
         UPDATE jobs SET status = 'running', attempts = attempts + 1,
-               model_attempts = model_attempts + 1, lease_owner = :owner,
-               lease_expires_at = {lease}, tier = 'standard',
+               model_attempts = model_attempts + CASE WHEN judge_pending IS NULL THEN 1
+                                                      ELSE 0 END,
+               lease_owner = :owner, lease_expires_at = {lease}, tier = 'standard',
                started_at = coalesce(started_at, now()), next_attempt_at = NULL
         WHERE id = :id AND status = 'queued' AND leader_id IS NULL AND tier = '{tier}'
           AND coalesce(next_attempt_at, now()) <= now()
         RETURNING id, tenant_id, current_model, request, timeout_s, max_attempts, attempts,
-                  model_attempts,
-                  {reserve} + retry_reserve_usd AS reserve,
+                  model_attempts, {reserve} AS reserve,
                   started_at = now() AS first_start, retry_messages,
-                  coalesce(prompt ->> 'name', '') AS prompt_name
+                  coalesce(prompt ->> 'name', '') AS prompt_name, judge_pending
     ), limits AS (
         SELECT t.daily_budget_usd AS daily, t.monthly_budget_usd AS monthly
         FROM tenants t JOIN claimed k ON t.id = k.tenant_id
@@ -201,9 +220,10 @@ def _claim_statement(tier: str) -> TextClause:
     ), started AS (
         INSERT INTO attempts (job_id, tenant_id, attempt_no, model, worker, outcome,
                               started_at, input_tokens, output_tokens, cost_usd, reserved_usd,
-                              budget_held, cost_estimated, provider_batch_id)
-        SELECT id, tenant_id, attempts, current_model, :owner, 'started', now(), 0, 0, 0,
-               reserve, EXISTS (SELECT 1 FROM budget), false, {in_batch}
+                              budget_held, cost_estimated, kind, provider_batch_id)
+        SELECT id, tenant_id, attempts, coalesce(judge_pending ->> 'model', current_model),
+               :owner, 'started', now(), 0, 0, 0, reserve, EXISTS (SELECT 1 FROM budget),
+               false, CASE WHEN judge_pending IS NULL THEN 'call' ELSE 'judge' END, {in_batch}
         FROM allowed
     ), alone AS (
         SELECT (l.daily IS NULL OR (CASE WHEN c.day = {TODAY} THEN c.day_spent ELSE 0 END)
@@ -217,7 +237,7 @@ def _claim_statement(tier: str) -> TextClause:
            EXISTS (SELECT 1 FROM budget),
            CASE WHEN EXISTS (SELECT 1 FROM allowed) THEN true
                 ELSE coalesce((SELECT fits FROM alone), false) END,
-           k.first_start, k.retry_messages, k.prompt_name
+           k.first_start, k.retry_messages, k.prompt_name, k.judge_pending
     FROM claimed k
     """
     )
@@ -249,7 +269,9 @@ _WAIT_FOR_BUDGET = text(
         FOR UPDATE OF c
     )
     UPDATE jobs j SET status = 'queued', attempts = j.attempts - 1, tier = :tier,
-           model_attempts = j.model_attempts - 1, lease_owner = NULL, lease_expires_at = NULL,
+           model_attempts = j.model_attempts - CASE WHEN j.judge_pending IS NULL THEN 1
+                                                    ELSE 0 END,
+           lease_owner = NULL, lease_expires_at = NULL,
            enqueued_at = now(), started_at = CASE WHEN :first_start THEN NULL ELSE j.started_at END,
            next_attempt_at = CASE WHEN coalesce(r.fits, true) THEN NULL ELSE {BUDGET_WAIT} END
     FROM (SELECT 1) AS one LEFT JOIN room r ON true
@@ -266,9 +288,7 @@ _WAIT_FOR_BUDGET = text(
 _WAKE_BUDGET_WAITERS = text(
     f"""
     WITH waiting AS (
-        SELECT j.id, j.tenant_id, j.created_at,
-               coalesce((j.reserve_usd ->> j.current_model)::numeric, 0) + j.retry_reserve_usd
-                   AS reserve
+        SELECT j.id, j.tenant_id, j.created_at, {QUEUED_RESERVE} AS reserve
         FROM jobs j
         WHERE j.status = 'queued' AND j.next_attempt_at = {BUDGET_WAIT}
           AND (CAST(:tenant_id AS uuid) IS NULL OR j.tenant_id = CAST(:tenant_id AS uuid))
@@ -339,10 +359,10 @@ def _settle(transition: str, then: str = "") -> TextClause:
         f"""
         WITH {_RECORD_CALL_CTES}, ended AS (
             UPDATE jobs SET {transition}, lease_owner = NULL, lease_expires_at = NULL, {_USAGE},
-                   checks = coalesce(:job_checks, checks)
+                   checks = coalesce(:job_checks, checks), judge_pending = NULL
             WHERE id IN (SELECT job_id FROM call) AND status = 'running'
               AND lease_owner = :owner AND attempts = :attempt_no
-            RETURNING id, tenant_id, fingerprint, current_model, followers
+            RETURNING id, tenant_id, fingerprint, current_model, followers, checks
         ), kept_cost AS (
             UPDATE jobs SET {_USAGE}
             WHERE id IN (SELECT job_id FROM call) AND NOT EXISTS (SELECT 1 FROM ended)
@@ -360,17 +380,20 @@ def _settle(transition: str, then: str = "") -> TextClause:
 _NO_RETRY_MESSAGES = "retry_messages = NULL, retry_reserve_usd = 0"
 
 
-# A success of a job with a fingerprint (cache on) is written to the exact cache.
+# A success of a job with a fingerprint (cache on) is written to the exact cache, with the
+# checks its output passed (shown on the jobs the entry answers).
 _CACHE_RESULT = """, cached AS (
             INSERT INTO cache_entries (tenant_id, fingerprint, result, model, cost_usd,
-                                       input_tokens, output_tokens, created_at, expires_at)
+                                       input_tokens, output_tokens, checks, created_at,
+                                       expires_at)
             SELECT tenant_id, fingerprint, :result, current_model, :cache_cost_usd, :input_tokens,
-                   :output_tokens, now(), now() + make_interval(secs => :cache_ttl_s)
+                   :output_tokens, checks, now(), now() + make_interval(secs => :cache_ttl_s)
             FROM ended WHERE fingerprint IS NOT NULL
             ON CONFLICT (tenant_id, fingerprint) DO UPDATE SET
                 result = EXCLUDED.result, model = EXCLUDED.model, cost_usd = EXCLUDED.cost_usd,
                 input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens,
-                created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
+                checks = EXCLUDED.checks, created_at = EXCLUDED.created_at,
+                expires_at = EXCLUDED.expires_at
         )"""
 _SUCCEED = _settle(
     f"status = 'succeeded', finished_at = now(), result = :result, {_NO_RETRY_MESSAGES}",
@@ -400,8 +423,10 @@ _FALLBACK = _settle(
 _REFUSED = text(
     """
     UPDATE jobs SET status = 'failed', finished_at = now(), attempts = attempts - 1,
-           model_attempts = model_attempts - 1, error_code = :code, error_retryable = false,
-           error_message = :message, lease_owner = NULL, lease_expires_at = NULL
+           model_attempts = model_attempts - CASE WHEN judge_pending IS NULL THEN 1 ELSE 0 END,
+           error_code = :code, error_retryable = false, error_message = :message,
+           lease_owner = NULL, lease_expires_at = NULL,
+           result = coalesce(judge_pending -> 'result', result), judge_pending = NULL
     WHERE id = :id AND status = 'running' AND lease_owner = :owner AND attempts = :attempt_no
     RETURNING followers
     """
@@ -435,6 +460,9 @@ class Claimed:
     retry_messages: list[dict[str, str]] = field(default_factory=list)
     prompt_name: str = ""  # the prompt the job was rendered from, or ""
     tier: str = "standard"  # batch: a call in a provider batch, priced at the batch price
+    # A judge that waited for budget: this claim is its call (kind judge, reserved as
+    # pending["reserve"]), about the output kept in pending (worker/judging.py).
+    judge_pending: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -527,6 +555,7 @@ def _claimed(
         first_start,
         retry_messages,
         prompt_name,
+        judge_pending,
     ) = row
     if not allowed and model_attempt_no <= max_attempts and fits_alone:
         return OverReserved(job_id, tenant_id, attempt_no, Decimal(reserved), bool(first_start))
@@ -536,7 +565,8 @@ def _claimed(
             message = f"all {max_attempts} attempts were used (the last was interrupted)"
         else:
             code = "budget_exceeded"
-            message = "the call cannot fit the tenant's budget; it was not made"
+            what = "judge call" if judge_pending is not None else "call"
+            message = f"the {what} cannot fit the tenant's budget; it was not made"
         refused = {
             "id": job_id,
             "owner": owner,
@@ -560,6 +590,7 @@ def _claimed(
         retry_messages=list(retry_messages or []),
         prompt_name=str(prompt_name),
         tier=tier,
+        judge_pending=judge_pending,
     )
 
 
@@ -765,16 +796,44 @@ _CLAIM_JUDGE = text(
         SELECT id, tenant_id, :attempt_no + 1, :model, :owner, 'started', now(), 0, 0, 0,
                :reserve, EXISTS (SELECT 1 FROM budget), false, 'judge'
         FROM allowed
+    ), alone AS (
+        SELECT (l.daily IS NULL OR (CASE WHEN c.day = {TODAY} THEN c.day_spent ELSE 0 END)
+                                   + :reserve <= l.daily)
+               AND (l.monthly IS NULL OR (CASE WHEN c.month = {MONTH} THEN c.month_spent
+                                          ELSE 0 END) + :reserve <= l.monthly) AS fits
+        FROM budget_counters c, job k, limits l WHERE c.tenant_id = k.tenant_id
     )
     SELECT EXISTS (SELECT 1 FROM job), EXISTS (SELECT 1 FROM allowed),
-           EXISTS (SELECT 1 FROM budget)
+           EXISTS (SELECT 1 FROM budget), coalesce((SELECT fits FROM alone), true)
     """
 )
+# A judge's call that fits the budget alone but not beside the reservations in flight:
+# running (ours) -> queued, waiting for budget as a claim's wait does (_WAIT_FOR_BUDGET:
+# the counters row locked and read again, so no wake is lost), keeping the output and
+# the checks so far in judge_pending: its next claim is that judge's call.
+_WAIT_FOR_JUDGE = text(
+    f"""
+    WITH room AS (
+        SELECT {_FITS_NOW} AS fits
+        FROM budget_counters c JOIN tenants t ON t.id = c.tenant_id
+        WHERE c.tenant_id = :tenant_id
+        FOR UPDATE OF c
+    )
+    UPDATE jobs j SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+           enqueued_at = now(), judge_pending = :pending,
+           next_attempt_at = CASE WHEN coalesce(r.fits, true) THEN NULL ELSE {BUDGET_WAIT} END
+    FROM (SELECT 1) AS one LEFT JOIN room r ON true
+    WHERE j.id = :id AND j.status = 'running' AND j.lease_owner = :owner
+      AND j.attempts = :attempt_no
+    RETURNING NOT coalesce(r.fits, true)
+    """
+).bindparams(bindparam("pending", type_=JSONB))
 _JUDGE_REFUSED = text(
     """
     UPDATE jobs SET status = 'failed', finished_at = now(), error_code = 'budget_exceeded',
            error_retryable = false, result = :result, lease_owner = NULL,
            lease_expires_at = NULL, retry_messages = NULL, retry_reserve_usd = 0,
+           judge_pending = NULL,
            error_message = 'the judge call cannot fit the tenant''s budget; it was not made'
     WHERE id = :id AND status = 'running' AND lease_owner = :owner AND attempts = :attempt_no
     RETURNING followers
@@ -792,8 +851,9 @@ def claim_judge(
     conn: Connection, job: Claimed, owner: str, model: str, reserve: Decimal
 ) -> Claimed | str:
     """running (ours) -> running (ours) with the judge's call reserved and recorded as the
-    next attempt: the Claimed to settle it with. Else "gone" (the job left our hands)
-    or "over_budget" (it does not fit the budget beside the calls in flight)."""
+    next attempt: the Claimed to settle it with. Else "gone" (the job left our hands),
+    "over_reserved" (it fits the budget alone, not beside the calls in flight: wait_judge)
+    or "over_budget" (it cannot fit even alone)."""
     params = {
         "id": job.id,
         "owner": owner,
@@ -801,12 +861,30 @@ def claim_judge(
         "model": model,
         "reserve": reserve,
     }
-    ours, allowed, held = conn.execute(_CLAIM_JUDGE, params).one()
+    ours, allowed, held, fits_alone = conn.execute(_CLAIM_JUDGE, params).one()
     if not ours:
         return "gone"
     if not allowed:
-        return "over_budget"
+        return "over_reserved" if fits_alone else "over_budget"
     return replace(job, attempt_no=job.attempt_no + 1, reserved_usd=reserve, budget_held=held)
+
+
+def wait_judge(
+    conn: Connection, job: Claimed, owner: str, pending: dict[str, Any], reserve: Decimal
+) -> bool | None:
+    """running (ours) -> queued with a judge pending (`pending`, whose call reserves
+    `reserve`), waiting for budget: True; False when the room is there by now (queued
+    and due: publish it); None when the job left our hands."""
+    params = {
+        "id": job.id,
+        "owner": owner,
+        "attempt_no": job.attempt_no,
+        "tenant_id": job.tenant_id,
+        "reserve": reserve,
+        "pending": pending,
+    }
+    row = conn.execute(_WAIT_FOR_JUDGE, params).first()
+    return None if row is None else bool(row[0])
 
 
 def refuse_judge(conn: Connection, job: Claimed, owner: str, result: dict[str, Any]) -> Settled:
@@ -818,7 +896,10 @@ def refuse_judge(conn: Connection, job: Claimed, owner: str, result: dict[str, A
 
 
 _CURRENT_MODEL = text(
-    "SELECT current_model, timeout_s FROM jobs WHERE id = :id AND status = 'queued'"
+    """
+    SELECT coalesce(judge_pending ->> 'model', current_model), timeout_s
+    FROM jobs WHERE id = :id AND status = 'queued'
+    """
 )
 _DEFER = text(
     """
@@ -853,7 +934,7 @@ _CANCEL = text(
     """
     UPDATE jobs SET status = 'cancelled', finished_at = now(), error_code = 'cancelled',
            error_message = 'cancelled by the client', error_retryable = false,
-           lease_owner = NULL, lease_expires_at = NULL
+           lease_owner = NULL, lease_expires_at = NULL, judge_pending = NULL
     WHERE id = :id AND status IN ('queued', 'running')
     RETURNING leader_id IS NULL AND followers > 0
     """
@@ -916,7 +997,8 @@ _CLOSE_LOST_CALLS = text(
 _REQUEUE_LAPSED = text(
     """
     WITH lapsed AS (
-        SELECT id, current_model, model_attempts >= max_attempts AS used_up,
+        SELECT id, current_model,
+               model_attempts >= max_attempts AND judge_pending IS NULL AS used_up,
                jsonb_build_array(request -> 'model')
                    || coalesce(request -> 'fallbacks', '[]'::jsonb) AS models
         FROM jobs WHERE status = 'running' AND lease_expires_at < now()
@@ -997,6 +1079,7 @@ _RERUN_FROM_CACHE = text(
     """
     UPDATE jobs j SET status = 'succeeded', finished_at = now(), result = c.result,
            current_model = c.model, cache_hit = true, saved_usd = j.saved_usd + c.cost_usd,
+           checks = c.checks,
            error_code = NULL, error_message = NULL, error_retryable = NULL
     FROM cache_entries c
     WHERE j.id = :id AND c.tenant_id = j.tenant_id AND c.fingerprint = j.fingerprint
@@ -1013,7 +1096,7 @@ _REQUEUE_FOR_RERUN = text(
            current_model = model, model_attempts = 0, next_attempt_at = NULL,
            enqueued_at = now(), lease_owner = NULL, lease_expires_at = NULL,
            cache_hit = false, leader_id = :leader_id, followers = 0, checks = NULL,
-           retry_messages = NULL, retry_reserve_usd = 0
+           retry_messages = NULL, retry_reserve_usd = 0, judge_pending = NULL
     WHERE id = :id
     """
 )
@@ -1052,13 +1135,14 @@ def rerun(conn: Connection, job_id: uuid.UUID) -> Rerun:
 # --- followers (identical jobs waiting on a leader) ---------------------------------
 
 # A follower of a leader that succeeded is a cache hit (cost 0, the call's price saved);
-# of one that failed, it fails with the same error.
+# of one that failed, it fails with the same error. Either way it shows the leader's checks.
 _FINISH_FOLLOWERS = text(
     """
     UPDATE jobs f SET status = l.status, started_at = coalesce(f.started_at, now()),
            finished_at = now(), result = l.result, error_code = l.error_code,
            error_message = l.error_message, error_retryable = l.error_retryable,
            current_model = l.current_model, cache_hit = (l.status = 'succeeded'),
+           checks = l.checks,
            saved_usd = CASE WHEN l.status = 'succeeded' THEN coalesce(
                (SELECT c.cost_usd FROM cache_entries c
                 WHERE c.tenant_id = l.tenant_id AND c.fingerprint = l.fingerprint), 0)
@@ -1180,7 +1264,7 @@ _PURGE_EXPIRED = text(
     ), purged AS (
         UPDATE jobs j SET purged = true, request = '{}'::jsonb, result = NULL,
                metadata = '{}'::jsonb, error_message = NULL, fingerprint = NULL,
-               retry_messages = NULL
+               retry_messages = NULL, judge_pending = NULL
         FROM expired e WHERE j.id = e.id
         RETURNING j.id
     ), calls AS (

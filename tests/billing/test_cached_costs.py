@@ -86,3 +86,51 @@ def test_a_call_without_cached_tokens_costs_as_before(
     expected = (prompt * Decimal("0.15") + output * Decimal("0.60")) / MILLION
     assert Decimal(done["cost_usd"]) == expected
     assert _attempt(db, done["id"]) == (prompt, 0, 0, output, expected)
+
+
+def _gpt4o_mini(input_tokens: int, cached: int, output_tokens: int) -> Decimal:
+    return (
+        (input_tokens - cached) * Decimal("0.15")
+        + cached * Decimal("0.075")
+        + output_tokens * Decimal("0.60")
+    ) / MILLION
+
+
+def test_a_judge_call_with_cached_tokens_is_priced_the_same_way(
+    client: Client, db: psycopg.Connection[Any]
+) -> None:
+    # The judge is sent the output (this message echoed), directive and all: the fake
+    # reports 3 cached tokens on both calls.
+    message = unique("[cached:3] [score:0.9] judged")
+    judge = {"type": "judge", "model": "openai/gpt-4o-mini", "rubric": "Is it polite?"}
+    done = client.wait(client.submit(chat(message, checks=[judge])).json()["id"])
+    assert done["status"] == "succeeded", done
+    rows = db.execute(
+        "SELECT kind, input_tokens, cached_input_tokens, output_tokens, cost_usd FROM attempts"
+        " WHERE job_id = %s ORDER BY attempt_no",
+        (done["id"],),
+    ).fetchall()
+    assert [row[0] for row in rows] == ["call", "judge"]
+    for _, input_tokens, cached, output_tokens, cost in rows:
+        assert cached == 3
+        assert cost == _gpt4o_mini(input_tokens, cached, output_tokens)
+    call = _gpt4o_mini(words(message), 3, words(f"echo: {message}"))
+    assert rows[0][4] == call
+    assert Decimal(done["cost_usd"]) == rows[0][4] + rows[1][4]
+
+
+def test_reasoning_tokens_are_output_counted_once(
+    client: Client, db: psycopg.Connection[Any]
+) -> None:
+    # The fake reports 3 of the completion's tokens as reasoning tokens, within
+    # completion_tokens as OpenAI does.
+    message = unique("[reasoning:3] think first")
+    done = client.wait(client.submit(chat(message, model="openai/o4-mini")).json()["id"])
+    assert done["status"] == "succeeded", done
+    prompt, output = words(message), words(f"echo: {message}")
+    assert output > 3
+    # o4-mini: 1.10 in, 4.40 out (per 1M).
+    expected = (prompt * Decimal("1.10") + output * Decimal("4.40")) / MILLION
+    assert done["usage"] == {"input_tokens": prompt, "output_tokens": output}
+    assert Decimal(done["cost_usd"]) == expected
+    assert _attempt(db, done["id"]) == (prompt, 0, 0, output, expected)

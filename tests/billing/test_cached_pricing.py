@@ -160,7 +160,7 @@ def override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     pricing_table.cache_clear()
 
 
-def test_an_override_without_the_new_prices_gets_defaults_that_never_undercharge(
+def test_an_override_without_the_new_prices_gets_their_defaults(
     override: Path,
 ) -> None:
     override.write_text(
