@@ -231,8 +231,10 @@ def _submit(api: BatchAPI, provider_batch_id: uuid.UUID) -> None:
                 provider_batches.input_file(conn, provider_batch_id, file_id)
 
         found = api.submit(row, calls, on_file)
+        metrics.PROVIDER_BATCHES.labels(row["model"], "submitted").inc()
         log.info("provider batch %s: submitted as %s", provider_batch_id, found)
     else:
+        metrics.PROVIDER_BATCHES.labels(row["model"], "found").inc()
         log.info(
             "provider batch %s: found %s (submitted before a restart)", provider_batch_id, found
         )
@@ -284,6 +286,7 @@ def _poll(api: BatchAPI, provider_batch_id: uuid.UUID) -> None:
         provider_batches.end(conn, provider_batch_id, polled.status)
     for job in tenants.values():
         runner.wake_budget_waiters(job)
+    metrics.PROVIDER_BATCHES.labels(row["model"], "ended").inc()
     log.info("provider batch %s: ended (%s)", provider_batch_id, polled.status)
 
 
