@@ -210,16 +210,16 @@ def _submit(api: BatchAPI, provider_batch_id: uuid.UUID) -> None:
         members = provider_batches.members(conn, provider_batch_id)
     assert row is not None
     owner = provider_batches.owner_of(provider_batch_id)
-    # A job cancelled before its provider batch was sent: its call is not made.
-    for member in [m for m in members if not m.running]:
-        _settle_line(_claimed(member), owner, NOT_SENT, 0)
-    members = [m for m in members if m.running]
-    if not members:  # every call was settled or none was claimed
-        with autocommit() as conn:
-            provider_batches.end(conn, provider_batch_id, None, "no calls")
-        return
-    found = api.find(row)
+    found = api.find(row) if members else None
     if found is None:
+        # A job cancelled before its provider batch was sent: its call is not made.
+        for member in [m for m in members if not m.running]:
+            _settle_line(_claimed(member), owner, NOT_SENT, 0)
+        members = [m for m in members if m.running]
+        if not members:  # every call was settled or none was claimed
+            with autocommit() as conn:
+                provider_batches.end(conn, provider_batch_id, None, "no calls")
+            return
         calls = _calls(members)
         with autocommit() as conn:
             provider_batches.submit_started(conn, provider_batch_id, len(calls))
