@@ -457,3 +457,28 @@ def test_a_call_that_cannot_fit_the_budget_alone_fails_and_is_not_sent(
     assert _attempts(db, result["job_id"]) == []
     assert fake_openai.batches.answered(message) == 0
     assert fake_openai.count(message) == 0
+
+
+def test_embeddings_on_the_batch_tier(
+    client: Client, fake_openai: FakeOpenAI, db: psycopg.Connection[Any]
+) -> None:
+    texts = [unique("embed one"), unique("embed two")]
+    lines = [
+        {
+            "custom_id": f"e{i}",
+            "model": "openai/text-embedding-3-small",
+            "task": "embed",
+            "input": text,
+        }
+        for i, text in enumerate(texts)
+    ]
+    batch = _submit(client, lines)
+    done = _wait_ended(client, batch["id"])
+    assert done["status"] == "completed" and done["counts"]["succeeded"] == 2, done
+    for result, text in zip(_results(client, batch["id"]), texts, strict=True):
+        assert result["result"]["embeddings"] == [[float(len(text)), 0.5, 0.0]]
+        [(_, outcome, _, in_batch, cost, tokens_in, _)] = _attempts(db, result["job_id"])
+        assert (outcome, in_batch) == ("succeeded", True)
+        assert cost == tokens_in * Decimal("0.01") / MILLION > 0  # the batch input price
+        assert fake_openai.batches.answered(text) == 1
+        assert fake_openai.count(text) == 0
