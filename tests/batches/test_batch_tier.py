@@ -482,3 +482,31 @@ def test_embeddings_on_the_batch_tier(
         assert cost == tokens_in * Decimal("0.01") / MILLION > 0  # the batch input price
         assert fake_openai.batches.answered(text) == 1
         assert fake_openai.count(text) == 0
+
+
+def test_a_job_message_for_a_batch_tier_job_does_not_run_it_alone(
+    live: Stack, client: Client, fake_openai: FakeOpenAI, db: psycopg.Connection[Any]
+) -> None:
+    """A run_job message (a sweeper's, a redelivery) finds a batch-tier job and leaves it
+    to the dispatcher: its call goes only in a provider batch."""
+    from celery import Celery
+
+    from aijobs.broker import QUEUE, RUN_JOB_TASK, celery_config
+    from aijobs.settings import get_settings
+
+    live.kill_workers(signal.SIGTERM)
+    messages = [unique(f"messaged {i}") for i in range(3)]
+    batch = _submit(client, [_line(f"q{i}", m) for i, m in enumerate(messages)])
+    publisher = Celery("test-publisher")
+    publisher.config_from_object(celery_config(get_settings()))
+    for job_id in _job_ids(client, batch["id"]):
+        for _ in range(2):
+            publisher.send_task(RUN_JOB_TASK, args=[job_id], queue=QUEUE)
+    live.start_worker()
+    done = _wait_ended(client, batch["id"])
+    assert done["status"] == "completed" and done["counts"]["succeeded"] == 3, done
+    for message in messages:
+        assert fake_openai.count(message) == 0
+        assert fake_openai.batches.answered(message) == 1
+    for job_id in _job_ids(client, batch["id"]):
+        assert [a[:4] for a in _attempts(db, job_id)] == [(1, "succeeded", None, True)]
