@@ -2,7 +2,7 @@
 Message Batch, each call of one recorded as an attempt that names it, and the tier of a
 job's next call
 
-Revision ID: 0015
+Revision ID: 0017
 Revises: 0016 (written on 0013; re-chained after 0014 and 0016 landed on main)
 Create Date: 2026-12-07 06:00:00
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0015"
+revision: str = "0017"
 down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
