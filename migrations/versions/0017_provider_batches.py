@@ -3,7 +3,7 @@ Message Batch, each call of one recorded as an attempt that names it, and the ti
 job's next call
 
 Revision ID: 0017
-Revises: 0016 (written on 0013; re-chained after 0014 and 0016 landed on main)
+Revises: 0016
 Create Date: 2026-12-07 06:00:00
 """
 
