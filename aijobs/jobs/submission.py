@@ -180,7 +180,9 @@ def submit(
     original = request  # what an Idempotency-Key's body hash covers
     prompt = None
     own_unit = not session.in_transaction() and isinstance(session.get_bind(), Engine)
-    fast_path = idempotency_key is None and not budgeted and own_unit
+    # Most submits: no Idempotency-Key, the session its own unit of work. One statement
+    # in autocommit then (the budget's check folded into the insert when there is one).
+    fast_path = idempotency_key is None and own_unit
     if request.prompt is not None:
         # On the fast path the prompt is read in autocommit too (versions are immutable).
         reader = (
@@ -193,7 +195,7 @@ def submit(
     # Input checks see what would be sent (a prompt job's rendered messages); a failure
     # is refused before anything is written.
     refuse_input(request.checks, _input_texts(request))
-    if budgeted:
+    if budgeted and not fast_path:
         budget.refuse_if_over(session.connection(), tenant_id)
     job_id = uuid.uuid4()
     if idempotency_key is not None:
@@ -216,14 +218,19 @@ def submit(
     }
     if fast_path:
         # Most submits are this one statement: run it in autocommit, which saves the
-        # BEGIN and COMMIT round trips. (Following a leader takes a transaction; a
-        # session bound to a caller's connection is part of the caller's.)
+        # BEGIN and COMMIT round trips. (Following a leader takes a transaction, the
+        # budget checked already; a session bound to a caller's connection is part of
+        # the caller's.)
         fast = (
             session.connection()  # autocommit already, from reading the prompt
             if prompt
             else session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         )
-        inserted = transitions.insert(fast, params)
+        inserted = (
+            transitions.insert_budgeted(fast, params)
+            if budgeted
+            else transitions.insert(fast, params)
+        )
         if inserted is not None:
             return Submitted(dict(inserted), publish=inserted["status"] == "queued")
         session.commit()  # ends the autocommit unit (it holds nothing to commit)

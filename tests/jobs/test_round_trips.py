@@ -7,14 +7,17 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from sqlalchemy import event, text
 
+from aijobs.billing.budget import BudgetExceeded
 from aijobs.db import get_engine, session_scope
 from aijobs.jobs.schemas import JobRequest
 from aijobs.jobs.submission import submit
+from aijobs.jobs.view import VIEW_COLUMNS
 from aijobs.settings import get_settings
 from aijobs.tenants.service import create_key
 from tests.conftest import Services
@@ -64,3 +67,89 @@ def test_statements_per_submit_and_per_job(
     with counted() as statements:
         assert claim(job_id, "round-trips") == "skipped"  # a redelivered message
     assert statements == ["WITH"], statements
+
+
+def _budgeted_tenant(daily_budget: Decimal, monthly_budget: Decimal) -> uuid.UUID:
+    with session_scope() as session:
+        issued = create_key(
+            session,
+            f"rt-{uuid.uuid4().hex[:8]}",
+            daily_budget=daily_budget,
+            monthly_budget=monthly_budget,
+        )
+        tenant_id: uuid.UUID = session.execute(
+            text("SELECT id FROM tenants WHERE name = :n"), {"n": issued.tenant}
+        ).scalar_one()
+    return tenant_id
+
+
+def _chat() -> JobRequest:
+    return JobRequest.model_validate(
+        {"model": "sim/echo", "messages": [{"role": "user", "content": uuid.uuid4().hex}]}
+    )
+
+
+def _jobs_of(tenant_id: uuid.UUID) -> int:
+    with session_scope() as session:
+        count: int = session.execute(
+            text("SELECT count(*) FROM jobs WHERE tenant_id = :t"), {"t": tenant_id}
+        ).scalar_one()
+    return count
+
+
+def test_a_budgeted_submit_is_one_statement_too(services: Services) -> None:
+    """The budget's check at submit is folded into the insert: no BEGIN, no COMMIT, no
+    statement of its own."""
+    tenant_id = _budgeted_tenant(daily_budget=Decimal(5), monthly_budget=Decimal(50))
+    with counted() as statements, session_scope() as session:
+        submitted = submit(session, tenant_id, _chat(), budgeted=True)
+    assert statements == ["WITH"], statements
+    assert submitted.publish and submitted.row["status"] == "queued"
+    assert set(submitted.row) == {*VIEW_COLUMNS, "leader_id", "saved_usd"}
+
+
+@pytest.mark.parametrize(
+    ("spent_sql", "period"),
+    [
+        ("day_spent = 5", "daily"),
+        ("month_spent = 50", "monthly"),
+        ("day_spent = 7, month_spent = 60", "daily"),  # both spent: the day is named
+    ],
+)
+def test_the_folded_budget_check_refuses_a_spent_limit(
+    services: Services, spent_sql: str, period: str
+) -> None:
+    tenant_id = _budgeted_tenant(daily_budget=Decimal(5), monthly_budget=Decimal(50))
+    with session_scope() as session:
+        session.execute(
+            text(f"UPDATE budget_counters SET {spent_sql} WHERE tenant_id = :t"),
+            {"t": tenant_id},
+        )
+    with (
+        pytest.raises(BudgetExceeded, match=f"the {period} budget") as refused,
+        counted() as statements,
+        session_scope() as session,
+    ):
+        submit(session, tenant_id, _chat(), budgeted=True)
+    assert statements == ["WITH"], statements
+    assert refused.value.extra["budget"]["remaining"] == "0"
+    assert _jobs_of(tenant_id) == 0  # nothing written
+
+
+def test_the_folded_budget_check_counts_only_the_current_period(services: Services) -> None:
+    """Counters left on an earlier day and month count nothing spent; reservations in
+    flight never refuse a submit (the claim waits or refuses)."""
+    tenant_id = _budgeted_tenant(daily_budget=Decimal(5), monthly_budget=Decimal(50))
+    with session_scope() as session:
+        session.execute(
+            text(
+                "UPDATE budget_counters SET day = day - 40, day_spent = 9,"
+                " month = (month - interval '2 months')::date, month_spent = 90,"
+                " day_reserved = 9, month_reserved = 90 WHERE tenant_id = :t"
+            ),
+            {"t": tenant_id},
+        )
+    with session_scope() as session:
+        submitted = submit(session, tenant_id, _chat(), budgeted=True)
+    assert submitted.row["status"] == "queued"
+    assert _jobs_of(tenant_id) == 1
