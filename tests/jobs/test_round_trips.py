@@ -16,7 +16,7 @@ from sqlalchemy import event, text
 from aijobs.billing.budget import BudgetExceeded
 from aijobs.db import get_engine, session_scope
 from aijobs.jobs.schemas import JobRequest
-from aijobs.jobs.submission import submit
+from aijobs.jobs.submission import submit, submit_new
 from aijobs.jobs.view import VIEW_COLUMNS
 from aijobs.settings import get_settings
 from aijobs.tenants.service import create_key
@@ -106,6 +106,11 @@ def test_a_budgeted_submit_is_one_statement_too(services: Services) -> None:
     assert statements == ["WITH"], statements
     assert submitted.publish and submitted.row["status"] == "queued"
     assert set(submitted.row) == {*VIEW_COLUMNS, "leader_id", "saved_usd"}
+    # The API's submit without an Idempotency-Key: the same, with no Session.
+    with counted() as statements:
+        again = submit_new(tenant_id, _chat(), budgeted=True)
+    assert statements == ["WITH"], statements
+    assert again.publish and set(again.row) == set(submitted.row)
 
 
 @pytest.mark.parametrize(
