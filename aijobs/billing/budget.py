@@ -9,12 +9,13 @@ concurrent calls on any number of workers cannot overshoot a limit.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, text
+from sqlalchemy import Connection, text
 
 from aijobs.billing.call_bounds import input_token_bound, output_cap
 from aijobs.billing.pricing import price_for
@@ -108,7 +109,7 @@ SPENT_SQL = """(
 _STATE = text(STATE_SELECT)
 
 
-def periods_of(row: RowMapping) -> tuple[PeriodState, PeriodState]:
+def periods_of(row: Mapping[str, Any]) -> tuple[PeriodState, PeriodState]:
     """(daily, monthly) from a row carrying STATE_COLUMNS."""
     return (
         PeriodState(
@@ -126,7 +127,7 @@ def periods_of(row: RowMapping) -> tuple[PeriodState, PeriodState]:
 
 def state(conn: Connection, tenant_id: uuid.UUID) -> tuple[PeriodState, PeriodState]:
     """(daily, monthly) as the counters the reservations use see them."""
-    return periods_of(conn.execute(_STATE, {"tenant_id": tenant_id}).mappings().one())
+    return periods_of(dict(conn.execute(_STATE, {"tenant_id": tenant_id}).mappings().one()))
 
 
 def refuse_spent(daily: PeriodState, monthly: PeriodState) -> None:

@@ -9,12 +9,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
+from unittest import mock
 
+import psycopg
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from aijobs.billing.budget import BudgetExceeded
-from aijobs.db import get_engine, session_scope
+from aijobs.db import session_scope
 from aijobs.jobs.schemas import JobRequest
 from aijobs.jobs.submission import submit, submit_new
 from aijobs.jobs.view import VIEW_COLUMNS
@@ -26,20 +28,20 @@ from worker.runner import Started, claim, complete
 
 @contextmanager
 def counted() -> Iterator[list[str]]:
+    """The statements sent, at the driver (SQLAlchemy's and those run on the driver
+    directly: aijobs.db.run_on_driver)."""
     statements: list[str] = []
+    original = psycopg.Cursor.execute
 
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+    def execute(cursor: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
         # In autocommit a statement is its own transaction: no BEGIN or COMMIT round
         # trip around it. Anything else is marked, so the assertions below see it.
-        autocommit = conn.connection.driver_connection.autocommit
-        statements.append(statement.split()[0].upper() + ("" if autocommit else " (in BEGIN)"))
+        autocommit = cursor.connection.autocommit
+        statements.append(str(query).split()[0].upper() + ("" if autocommit else " (in BEGIN)"))
+        return original(cursor, query, *args, **kwargs)
 
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with mock.patch.object(psycopg.Cursor, "execute", execute):
         yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def test_statements_per_submit_and_per_job(
