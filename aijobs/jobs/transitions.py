@@ -44,10 +44,19 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, RowMapping, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 
-from aijobs.billing.budget import MONTH, TODAY
+from aijobs.billing.budget import (
+    MONTH,
+    SPENT_SQL,
+    STATE_SELECT,
+    TODAY,
+    periods_of,
+    refuse_spent,
+)
+from aijobs.db import DriverStatement, run_on_driver
 from aijobs.jobs.view import VIEW_COLUMNS
 from aijobs.lost_work import Waiting
 
@@ -62,17 +71,18 @@ _COLUMNS = """id, tenant_id, status, model, current_model, model_attempts, task,
     finished_at, created_at, enqueued_at, reserve_usd, prompt, checks, priority"""
 
 # What a submit returns: the job to show, and what the API counts it by.
-_RETURNING = ", ".join((*VIEW_COLUMNS, "leader_id", "saved_usd"))
+_RETURNED = (*VIEW_COLUMNS, "leader_id", "saved_usd")
+_RETURNING = ", ".join(_RETURNED)
 
 # One round trip: look the cache up and insert the job, finished if it was a hit. An
 # identical request already in flight makes the insert do nothing (the unique index
 # on in-flight leaders): the caller then follows that leader.
-_INSERT = text(
-    f"""
-    WITH hit AS (
+_HIT = """
+    hit AS (
         SELECT result, model, cost_usd, checks FROM cache_entries
         WHERE tenant_id = :tenant_id AND fingerprint = :fingerprint AND expires_at > now()
-    )
+    )"""
+_INSERT_JOB = f"""
     INSERT INTO jobs ({_COLUMNS})
     SELECT :id, :tenant_id, CASE WHEN hit.result IS NULL THEN 'queued' ELSE 'succeeded' END,
            :model, coalesce(hit.model, :model), 0, :task, :request, :metadata, :webhook_url,
@@ -81,17 +91,33 @@ _INSERT = text(
            CASE WHEN hit.result IS NULL THEN NULL ELSE now() END,
            CASE WHEN hit.result IS NULL THEN NULL ELSE now() END, now(), now(), :reserve_usd,
            :prompt, hit.checks, :priority
-    FROM (SELECT 1) AS one LEFT JOIN hit ON true
+    FROM {{source}}
     ON CONFLICT (tenant_id, fingerprint)
         WHERE leader_id IS NULL AND status IN ('queued', 'running') DO NOTHING
-    RETURNING {_RETURNING}
-    """
-).bindparams(
+    RETURNING {_RETURNING}"""
+_INSERT_PARAMS = (
     bindparam("request", type_=JSONB),
     bindparam("metadata", type_=JSONB),
     bindparam("reserve_usd", type_=JSONB),
     bindparam("prompt", type_=JSONB(none_as_null=True)),
 )
+_INSERT = text(
+    f"WITH {_HIT}" + _INSERT_JOB.format(source="(SELECT 1) AS one LEFT JOIN hit ON true")
+).bindparams(*_INSERT_PARAMS)
+# The same for a tenant with a budget, its submit check folded in (still one round
+# trip): the tenant's budget state is read beside the cache, and the job is inserted
+# only when no limit is spent. Always one row: the budget state, and the job's columns
+# (all NULL when a limit is spent, or when an identical job is in flight).
+_INSERT_BUDGETED = text(
+    f"""
+    WITH budget AS (
+        SELECT *, {SPENT_SQL} AS budget_spent FROM ({STATE_SELECT}) AS state
+    ), {_HIT}, job AS ({
+        _INSERT_JOB.format(source="budget LEFT JOIN hit ON true WHERE NOT budget.budget_spent")
+    })
+    SELECT budget.*, job.* FROM budget LEFT JOIN job ON true
+    """
+).bindparams(*_INSERT_PARAMS)
 
 # Count one more follower on the live leader of the same request (not the job itself):
 # the row lock makes the leader's settle wait for our commit, so it cannot miss us.
@@ -120,10 +146,40 @@ _INSERT_FOLLOWER = text(
 _SUBMITTED = text(f"SELECT {_RETURNING} FROM jobs WHERE id = :id")
 
 
-def insert(conn: Connection, params: Mapping[str, Any]) -> RowMapping | None:
+_INSERT_ON_DRIVER = DriverStatement(_INSERT)
+_INSERT_BUDGETED_ON_DRIVER = DriverStatement(_INSERT_BUDGETED)
+
+
+def _driver_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The insert's parameters for the driver: its JSONB ones wrapped as SQLAlchemy's
+    JSONB binds make them (None is JSON null, but a missing prompt is SQL NULL)."""
+    prompt = params["prompt"]
+    return {
+        **params,
+        "request": Jsonb(params["request"]),
+        "metadata": Jsonb(params["metadata"]),
+        "reserve_usd": Jsonb(params["reserve_usd"]),
+        "prompt": None if prompt is None else Jsonb(prompt),
+    }
+
+
+def insert(conn: Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
     """(none) -> queued, or succeeded from the cache. None when an identical job is in
-    flight: follow it (`follow`)."""
-    return conn.execute(_INSERT, params).mappings().first()
+    flight: follow it (`follow`). The hottest statement: run on the driver."""
+    return run_on_driver(conn, _INSERT_ON_DRIVER, _driver_params(params))
+
+
+def insert_budgeted(conn: Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """`insert` for a tenant with a budget, refused (BudgetExceeded, nothing written)
+    when a limit is already spent, in the same statement."""
+    row = run_on_driver(conn, _INSERT_BUDGETED_ON_DRIVER, _driver_params(params))
+    assert row is not None  # the budget's state: always one row
+    if row["budget_spent"]:
+        refuse_spent(*periods_of(row))
+        raise AssertionError("budget_spent without a spent period")  # SPENT_SQL agrees
+    if row["id"] is None:
+        return None
+    return {name: row[name] for name in _RETURNED}
 
 
 def follow(conn: Connection, params: Mapping[str, Any]) -> RowMapping | None:
