@@ -11,11 +11,16 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from tests.conftest import Client
 from tests.helpers import unique, wait_until
 from tests.webhook_receiver import Receiver
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
+# 2,000 in CI; AIJOBS_TEST_BATCH_DRAIN_JOBS=50000 for the issue's full size (the test
+# stack's one worker drains about 50 sim jobs a second on this machine).
+DRAIN_JOBS = int(os.environ.get("AIJOBS_TEST_BATCH_DRAIN_JOBS", "2000"))
 
 
 def _wait_ended(client: Client, batch_id: str, timeout_s: float) -> dict[str, Any]:
@@ -32,12 +37,12 @@ def _results(client: Client, batch_id: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in response.iter_lines() if line]
 
 
+@pytest.mark.timeout(max(300, DRAIN_JOBS // 20))
 def test_a_large_batch_drains_with_every_job_ended_and_one_webhook(
     client: Client, receiver: Receiver
 ) -> None:
-    """2,000 sim/echo jobs by default; AIJOBS_TEST_BATCH_DRAIN_JOBS=50000 for the full
-    size (it prints intake and drain rates)."""
-    n = int(os.environ.get("AIJOBS_TEST_BATCH_DRAIN_JOBS", "2000"))
+    """It prints the intake and drain rates."""
+    n = DRAIN_JOBS
     tag = unique("drain")
     body = "\n".join(
         json.dumps(
@@ -61,7 +66,7 @@ def test_a_large_batch_drains_with_every_job_ended_and_one_webhook(
     accepted_s = time.monotonic() - started
     assert response.status_code == 202, response.text
     batch = response.json()
-    done = _wait_ended(client, batch["id"], timeout_s=max(120.0, n / 50))
+    done = _wait_ended(client, batch["id"], timeout_s=max(120.0, n / 25))
     drained_s = time.monotonic() - started
     print(
         f"\n{n} jobs: accepted in {accepted_s:.2f} s ({n / accepted_s:,.0f}/s), "
