@@ -24,6 +24,7 @@ provider call, and the provider's batch is looked for before any new one is made
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -41,15 +42,28 @@ from aijobs.jobs import transitions
 from aijobs.jobs.schemas import JobRequest, Message
 from aijobs.settings import get_settings
 from worker import runner, settle
-from worker.provider_batches.anthropic_batches import AnthropicBatches
 from worker.provider_batches.base import BatchAPI, Call
-from worker.provider_batches.openai_batches import OpenAIBatches
 from worker.providers.base import SHAPE_ERRORS, Completion, ProviderError, unexpected_shape
 from worker.providers.errors import map_exception
 
 log = logging.getLogger("aijobs.provider_batches")
 
-APIS: dict[str, BatchAPI] = {"openai": OpenAIBatches(), "anthropic": AnthropicBatches()}
+APIS = frozenset({"openai", "anthropic"})  # the providers with a batch API
+
+
+@functools.cache
+def batch_api(provider: str) -> BatchAPI:
+    """The provider's batch API, its SDK imported on first use (not at a worker's boot:
+    see worker/providers/registry.py)."""
+    if provider == "openai":
+        from worker.provider_batches.openai_batches import OpenAIBatches
+
+        return OpenAIBatches()
+    from worker.provider_batches.anthropic_batches import AnthropicBatches
+
+    return AnthropicBatches()
+
+
 CLAIM_ROUNDS = 3
 NOT_SENT = ProviderError(
     "cancelled", "the job ended before its provider batch was sent; no call", retryable=False
@@ -167,7 +181,7 @@ def _step(provider_batch_id: uuid.UUID) -> None:
             provider_batches.to_submitting(conn, provider_batch_id)
             row = provider_batches.row(conn, provider_batch_id)
     assert row is not None
-    api = APIS[row["provider"]]
+    api = batch_api(row["provider"])
     try:
         if row["state"] == "submitting":
             _submit(api, provider_batch_id)
