@@ -21,6 +21,7 @@ from worker.providers.base import (
     Completion,
     ProviderError,
     connection_limits,
+    rate_limit_headers,
     unexpected_shape,
 )
 from worker.providers.usage import from_anthropic
@@ -74,8 +75,11 @@ class AnthropicProvider:
     async def run(self, name: str, request: JobRequest, timeout_s: float) -> Completion:
         if request.task != "chat":
             raise ProviderError("provider_error", "Anthropic has no embeddings", retryable=False)
-        message = await _client().messages.create(**_kwargs(name, request), timeout=timeout_s)
+        raw = await _client().messages.with_raw_response.create(
+            **_kwargs(name, request), timeout=timeout_s
+        )
         try:
+            message = await raw.parse()
             content = ""
             for block in message.content:
                 if block.type == "tool_use" and request.response_schema is not None:
@@ -91,6 +95,7 @@ class AnthropicProvider:
                 output_tokens=usage.output_tokens,
                 cached_input_tokens=usage.cached_input_tokens,
                 cache_write_tokens=usage.cache_write_tokens,
+                headers=rate_limit_headers(raw.headers),
             )
         except SHAPE_ERRORS as exc:
             raise unexpected_shape(exc) from exc

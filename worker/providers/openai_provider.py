@@ -17,6 +17,7 @@ from worker.providers.base import (
     ProviderError,
     connection_limits,
     estimate_tokens,
+    rate_limit_headers,
     request_text,
     unexpected_shape,
 )
@@ -63,8 +64,11 @@ class OpenAIProvider:
         client = _client()
         if request.task == "embed":
             inputs = request.input if isinstance(request.input, list) else [request.input or ""]
-            embedded = await client.embeddings.create(model=name, input=inputs, timeout=timeout_s)
+            raw_embedded = await client.embeddings.with_raw_response.create(
+                model=name, input=inputs, timeout=timeout_s
+            )
             try:
+                embedded = raw_embedded.parse()
                 ordered = sorted(embedded.data, key=lambda d: d.index)
                 vectors = [[float(x) for x in item.embedding] for item in ordered]
                 usage = embedded.usage
@@ -77,10 +81,15 @@ class OpenAIProvider:
                 input_tokens=tokens,
                 output_tokens=0,
                 embeddings=vectors,
+                headers=rate_limit_headers(raw_embedded.headers),
             )
-        response = await client.chat.completions.create(
+        raw = await client.chat.completions.with_raw_response.create(
             **_chat_kwargs(name, request), timeout=timeout_s
         )
+        try:
+            response = raw.parse()
+        except SHAPE_ERRORS as exc:
+            raise unexpected_shape(exc) from exc
         if not response.choices:
             raise ProviderError(
                 "provider_error", "the provider returned no choices", retryable=True
@@ -100,4 +109,5 @@ class OpenAIProvider:
             input_tokens=counted.input_tokens,
             output_tokens=counted.output_tokens,
             cached_input_tokens=counted.cached_input_tokens,
+            headers=rate_limit_headers(raw.headers),
         )

@@ -1,0 +1,152 @@
+"""Provider quotas at the call: before it, the call is admitted or told to wait (the
+provider's reset, the adaptive concurrency, AIJOBS_PROVIDER_LIMITS' rpm and tpm); after
+it, its tokens are corrected and what the provider said is learned. All of it lives in
+Redis (worker/quota_scripts.py), shared by every worker.
+
+A call told to wait is not made and is not an attempt: its job goes back to queued,
+due when the quota frees (transitions.wait_for_quota), and the sweeper publishes it
+then. Quotas are checked for every provider model (their headers and 429s teach the
+limits), and for simulated ones only when a rule names them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+
+from aijobs.billing.call_bounds import input_token_bound, output_cap
+from aijobs.jobs import transitions
+from aijobs.jobs.schemas import JobRequest
+from aijobs.scheduling import provider_limits, quota_state
+from aijobs.settings import get_settings
+from worker import inflight, quota_scripts, rate_headers
+from worker.providers.base import Completion, ProviderError
+from worker.redis_slots import client as _client
+
+log = logging.getLogger("aijobs.worker")
+
+# How long after its last 429 a model's learned concurrency limit is forgotten.
+AIMD_MEMORY_S = 300
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """An admitted call: what it holds in Redis until it ends."""
+
+    model: str
+    id: str
+    tokens: int  # reserved against the rules' tpm
+    rules: tuple[str, ...]
+    slot: str | None  # its member of the model's in-flight set, if admission took one
+
+
+@lru_cache
+def _rules() -> dict[str, provider_limits.Limit]:
+    return provider_limits.parse(get_settings().provider_limits)
+
+
+@lru_cache
+def _scripts() -> tuple[object, object, object]:
+    client = _client()
+    return (
+        client.register_script(quota_scripts.ADMIT),
+        client.register_script(quota_scripts.CORRECT),
+        client.register_script(quota_scripts.OBSERVE),
+    )
+
+
+def applies(model: str) -> bool:
+    if provider_limits.rules_for(_rules(), model):
+        return True
+    return get_settings().quota_adaptive and not model.startswith("sim/")
+
+
+def tokens_needed(request: JobRequest, model: str) -> int:
+    """What the call may use: its input bound and its output cap (the providers count
+    max_tokens against a tokens-per-minute quota the same way)."""
+    try:
+        return input_token_bound(request, model) + output_cap(request, model)
+    except Exception:  # no price for the model here: the settle reports it
+        return 1
+
+
+def admit(job: transitions.Claimed, slot_held: bool) -> Ticket | float:
+    """Admit the job's call, or the seconds to wait before it may be made."""
+    settings = get_settings()
+    rules = provider_limits.rules_for(_rules(), job.model)
+    call_id = f"{job.id}:{job.attempt_no}"
+    tokens = 0
+    if any(rule.tpm for rule in rules) or settings.quota_adaptive:
+        tokens = tokens_needed(JobRequest.model_validate(job.request), job.model)
+    keys = [
+        quota_state.block_key(job.model),
+        quota_state.aimd_key(job.model),
+        quota_state.inflight_key(job.model),
+        quota_state.WAITS,
+    ]
+    args: list[str | int | float] = [
+        call_id,
+        tokens,
+        job.timeout_s + 30,
+        -1 if slot_held else inflight.cap_for(job.model),
+        settings.provider_limits_window_s,
+        job.model,
+    ]
+    for rule in rules:
+        keys.extend(quota_state.rule_keys(rule.rule))
+        args.extend([rule.rpm or 0, rule.tpm or 0])
+    admit_script = _scripts()[0]
+    status, wait = admit_script(keys=keys, args=args)  # type: ignore[operator]
+    if int(status) != 0:
+        return min(max(float(wait), 0.01), settings.quota_max_wait_s)
+    return Ticket(
+        job.model, call_id, tokens, tuple(r.rule for r in rules), None if slot_held else call_id
+    )
+
+
+def observe(ticket: Ticket, completion: Completion | None, error: ProviderError | None) -> None:
+    """After the call: correct its tokens, and learn what the provider said (a 429, a
+    spent quota and its reset). Never raises: a quota is a pace, not a correctness."""
+    try:
+        _observe(ticket, completion, error)
+    except Exception:
+        log.warning("the quota of %s could not be updated", ticket.model, exc_info=True)
+
+
+def _observe(ticket: Ticket, completion: Completion | None, error: ProviderError | None) -> None:
+    settings = get_settings()
+    _, correct, observe_script = _scripts()
+    if ticket.rules and completion is not None:
+        used = completion.input_tokens + completion.output_tokens
+        keys = [key for rule in ticket.rules for key in quota_state.rule_keys(rule)[1:]]
+        correct(keys=keys, args=[ticket.id, used])  # type: ignore[operator]
+    if not settings.quota_adaptive:
+        return
+    headers = completion.headers if completion is not None else (error.headers if error else None)
+    limited = error is not None and error.http_status == 429
+    block = rate_headers.spent_for_s(rate_headers.read(headers), ticket.tokens)
+    if limited and error is not None:
+        # A 429 waits for its Retry-After, or the reset its headers give, or a second.
+        block = max(block or 0.0, error.retry_after_s or 0.0) or 1.0
+    block = min(block or 0.0, settings.quota_max_wait_s)
+    outcome = "limited" if limited else ("ok" if error is None else "other")
+    keys = [
+        quota_state.block_key(ticket.model),
+        quota_state.aimd_key(ticket.model),
+        quota_state.inflight_key(ticket.model),
+        quota_state.WAITS,
+    ]
+    args = [outcome, block, inflight.cap_for(ticket.model), AIMD_MEMORY_S, ticket.model]
+    observe_script(keys=keys, args=args)  # type: ignore[operator]
+
+
+def release(ticket: Ticket) -> None:
+    if ticket.slot is not None:
+        inflight.release(ticket.model, ticket.slot)
+
+
+def adaptive_limit(model: str) -> int:
+    """The model's learned concurrency limit (0: none)."""
+    value = _client().hget(quota_state.aimd_key(model), "limit")
+    return int(value) if value is not None else 0
