@@ -12,7 +12,8 @@ limits), and for simulated ones only when a rule names them.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from aijobs.billing.call_bounds import input_token_bound, output_cap
@@ -26,6 +27,11 @@ from worker.redis_slots import client as _client
 
 log = logging.getLogger("aijobs.worker")
 
+# A call whose place in a rule's window comes within this is held in the worker until
+# then (its slot taken); a later one goes back to the queue, due this much before its
+# place (the sweeper's publishing and the claim take a little while).
+SOON_S = 1.0
+EARLY_S = 0.7
 # How long after its last 429 a model's learned concurrency limit is forgotten.
 AIMD_MEMORY_S = 300
 
@@ -39,6 +45,7 @@ class Ticket:
     tokens: int  # reserved against the rules' tpm
     rules: tuple[str, ...]
     slot: str | None  # its member of the model's in-flight set, if admission took one
+    start_in_s: float = 0.0  # when its place in a rule's window comes
 
 
 @lru_cache
@@ -54,6 +61,13 @@ def _scripts() -> tuple[object, object, object]:
         client.register_script(quota_scripts.CORRECT),
         client.register_script(quota_scripts.OBSERVE),
     )
+
+
+def _held_window_s(window_s: float) -> float:
+    """How long a call holds its place in a rule's window: a little longer than the
+    window (5%, at most a second), because the provider counts the call when it arrives,
+    a moment after it was admitted."""
+    return window_s + min(0.05 * window_s, 1.0)
 
 
 def applies(model: str) -> bool:
@@ -84,25 +98,33 @@ def admit(job: transitions.Claimed, slot_held: bool) -> Ticket | float:
         quota_state.aimd_key(job.model),
         quota_state.inflight_key(job.model),
         quota_state.WAITS,
+        quota_state.refused_key(job.model),
+        quota_state.left_key(job.model),
     ]
     args: list[str | int | float] = [
         call_id,
         tokens,
         job.timeout_s + 30,
         -1 if slot_held else inflight.cap_for(job.model),
-        settings.provider_limits_window_s,
+        _held_window_s(settings.provider_limits_window_s),
         job.model,
+        SOON_S,
     ]
     for rule in rules:
         keys.extend(quota_state.rule_keys(rule.rule))
         args.extend([rule.rpm or 0, rule.tpm or 0])
     admit_script = _scripts()[0]
     status, wait = admit_script(keys=keys, args=args)  # type: ignore[operator]
-    if int(status) != 0:
-        return min(max(float(wait), 0.01), settings.quota_max_wait_s)
-    return Ticket(
-        job.model, call_id, tokens, tuple(r.rule for r in rules), None if slot_held else call_id
-    )
+    if int(status) in (0, 4):
+        slot = None if slot_held else call_id
+        start_in = float(wait) if int(status) == 4 else 0.0
+        return Ticket(job.model, call_id, tokens, tuple(r.rule for r in rules), slot, start_in)
+    if int(status) == 3:  # a place reserved then: come back a little before it
+        return min(max(float(wait) - EARLY_S, 0.05), settings.quota_max_wait_s)
+    if int(status) == 1:  # the provider's reset: spread the comeback over a second
+        return min(float(wait) + random.uniform(0, 1.0), settings.quota_max_wait_s)
+    # At the concurrency limit: spread the waiting calls over a little more than the wait.
+    return min(float(wait) * random.uniform(1.0, 1.5), settings.quota_max_wait_s)
 
 
 def observe(ticket: Ticket, completion: Completion | None, error: ProviderError | None) -> None:
@@ -125,7 +147,9 @@ def _observe(ticket: Ticket, completion: Completion | None, error: ProviderError
         return
     headers = completion.headers if completion is not None else (error.headers if error else None)
     limited = error is not None and error.http_status == 429
-    block = rate_headers.spent_for_s(rate_headers.read(headers), ticket.tokens)
+    state = rate_headers.read(headers)
+    # The tokens part here; the requests part in the script (it knows the calls in flight).
+    block = rate_headers.spent_for_s(replace(state, requests_left=None), ticket.tokens)
     if limited and error is not None:
         # A 429 waits for its Retry-After, or the reset its headers give, or a second.
         block = max(block or 0.0, error.retry_after_s or 0.0) or 1.0
@@ -136,8 +160,12 @@ def _observe(ticket: Ticket, completion: Completion | None, error: ProviderError
         quota_state.aimd_key(ticket.model),
         quota_state.inflight_key(ticket.model),
         quota_state.WAITS,
+        quota_state.left_key(ticket.model),
     ]
+    left = state.requests_left if state.requests_left is not None else -1
+    reset = min(state.requests_reset_s or 0.0, settings.quota_max_wait_s)
     args = [outcome, block, inflight.cap_for(ticket.model), AIMD_MEMORY_S, ticket.model]
+    args += [left, reset]
     observe_script(keys=keys, args=args)  # type: ignore[operator]
 
 

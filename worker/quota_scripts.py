@@ -7,8 +7,11 @@ configured AIJOBS_MODEL_INFLIGHT_CAP(S)):
   aijobs:inflight:M          sorted set: calls in flight (member -> expiry)
   aijobs:quota:block:M       the time until which calls to M wait (headers, 429s)
   aijobs:quota:aimd:M        hash: limit (adaptive concurrency), good, cut_at
+  aijobs:quota:refused:M     calls turned away by the concurrency limit this second
+  aijobs:quota:left:M        requests the provider's headers leave until their reset
 and of one AIJOBS_PROVIDER_LIMITS rule R (a sliding-window log):
-  aijobs:quota:log:R         sorted set: call id -> when it was admitted
+  aijobs:quota:log:R         sorted set: call id -> when it was admitted, or the later
+                             time reserved for it when the window was full
   aijobs:quota:tok:R         hash: call id -> tokens it holds
   aijobs:quota:sum:R         the tokens held by the calls in the window
 """
@@ -21,16 +24,19 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 """
 
-# KEYS: block, aimd, inflight, waits, then (log, tok, sum) per rule.
+# KEYS: block, aimd, inflight, waits, refused, left, then (log, tok, sum) per rule.
 # ARGV: id, tokens, hold_s, cap (0: none, -1: the slot is held already), window_s, model,
-#       then (rpm, tpm) per rule (0: none).
+#       soon_s, then (rpm, tpm) per rule (0: none).
 # Returns {status, wait_s}: 0 admitted; 1 blocked by the provider; 2 at the concurrency
-# limit; 3 over a rule's rpm or tpm in the window.
+# limit; 3 over a rule's rpm or tpm: a place in a later window is reserved for the call
+# (under its id, which its job keeps when it comes back), so waiting calls come back
+# paced, one place each, not all at once; 4 admitted with its place wait_s from now
+# (within soon_s): the worker holds the call until then.
 ADMIT = (
     _NOW
     + """
 local id, need, hold, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local window, model = tonumber(ARGV[5]), ARGV[6]
+local window, model, soon = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
 local function waited(status, reason, wait)
   redis.call('HINCRBY', KEYS[4], model .. '|' .. reason, 1)
   return {status, tostring(wait)}
@@ -39,19 +45,16 @@ local until_ = tonumber(redis.call('GET', KEYS[1]) or '0')
 if until_ > now then
   return waited(1, 'provider', until_ - now)
 end
-if cap >= 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-  local limit = tonumber(redis.call('HGET', KEYS[2], 'limit') or '0')
-  if cap > 0 and (limit == 0 or cap < limit) then limit = cap end
-  if limit > 0 and redis.call('ZCARD', KEYS[3]) >= limit then
-    return waited(2, 'concurrency', 0.2)
-  end
+local left = redis.call('GET', KEYS[6])
+if left and tonumber(left) <= 0 then
+  return waited(1, 'provider', math.max(redis.call('PTTL', KEYS[6]), 1) / 1000)
 end
-local wait = 0
-local rules = (#KEYS - 4) / 3
+local rules = (#KEYS - 6) / 3
+local at = now
+local placed = {}
 for r = 0, rules - 1 do
-  local log, tok, sum = KEYS[5 + 3 * r], KEYS[6 + 3 * r], KEYS[7 + 3 * r]
-  local rpm, tpm = tonumber(ARGV[7 + 2 * r]), tonumber(ARGV[8 + 2 * r])
+  local log, tok, sum = KEYS[7 + 3 * r], KEYS[8 + 3 * r], KEYS[9 + 3 * r]
+  local rpm, tpm = tonumber(ARGV[8 + 2 * r]), tonumber(ARGV[9 + 2 * r])
   local gone = redis.call('ZRANGEBYSCORE', log, '-inf', now - window)
   if #gone > 0 then
     local freed = 0
@@ -62,46 +65,86 @@ for r = 0, rules - 1 do
     redis.call('ZREMRANGEBYSCORE', log, '-inf', now - window)
     redis.call('DECRBY', sum, freed)
   end
-  local count = redis.call('ZCARD', log)
-  if rpm > 0 and count + 1 > rpm then
-    local oldest = redis.call('ZRANGE', log, count - rpm, count - rpm, 'WITHSCORES')
-    wait = math.max(wait, tonumber(oldest[2]) + window - now)
+  local mine = redis.call('ZSCORE', log, id)
+  if mine and tonumber(mine) < now - 0.1 then
+    -- Back too late for its place: the place is given up (the provider counts a call
+    -- when it is made) and the call takes the next free one.
+    redis.call('ZREM', log, id)
+    redis.call('DECRBY', sum, tonumber(redis.call('HGET', tok, id) or '0'))
+    redis.call('HDEL', tok, id)
+    mine = nil
   end
-  if tpm > 0 then
-    local want = math.min(need, tpm)
-    local held = tonumber(redis.call('GET', sum) or '0')
-    if held + want > tpm then
-      local entries = redis.call('ZRANGE', log, 0, -1, 'WITHSCORES')
-      local freed = 0
-      for i = 1, #entries, 2 do
-        freed = freed + tonumber(redis.call('HGET', tok, entries[i]) or '0')
-        if held - freed + want <= tpm then
-          wait = math.max(wait, tonumber(entries[i + 1]) + window - now)
-          break
+  if mine then
+    placed[r] = true
+    at = math.max(at, tonumber(mine))
+  else
+    local t = now
+    local count = redis.call('ZCARD', log)
+    if rpm > 0 and count >= rpm then
+      local entry = redis.call('ZRANGE', log, count - rpm, count - rpm, 'WITHSCORES')
+      t = math.max(t, tonumber(entry[2]) + window)
+    end
+    if tpm > 0 then
+      local want = math.min(need, tpm)
+      local held = tonumber(redis.call('GET', sum) or '0')
+      if held + want > tpm then
+        local entries = redis.call('ZRANGE', log, 0, -1, 'WITHSCORES')
+        local freed = 0
+        for i = 1, #entries, 2 do
+          freed = freed + tonumber(redis.call('HGET', tok, entries[i]) or '0')
+          if held - freed + want <= tpm then
+            t = math.max(t, tonumber(entries[i + 1]) + window)
+            break
+          end
         end
       end
     end
+    if t > now and count > 0 then
+      local last = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
+      t = math.max(t, tonumber(last[2]))  -- the log stays in time order
+    end
+    at = math.max(at, t)
   end
 end
-if wait > 0 then
-  return waited(3, 'limit', math.max(wait, 0.01))
+local function place(when)
+  for r = 0, rules - 1 do
+    if not placed[r] then
+      local log, tok, sum = KEYS[7 + 3 * r], KEYS[8 + 3 * r], KEYS[9 + 3 * r]
+      local tpm = tonumber(ARGV[9 + 2 * r])
+      local want = tpm > 0 and math.min(need, tpm) or need
+      redis.call('ZADD', log, when, id)
+      redis.call('HSET', tok, id, want)
+      redis.call('INCRBY', sum, want)
+      local last = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
+      local expire = math.ceil((tonumber(last[2]) + window) * 1000) + 1000
+      redis.call('PEXPIREAT', log, expire)
+      redis.call('PEXPIREAT', tok, expire)
+      redis.call('PEXPIREAT', sum, expire)
+    end
+  end
+end
+if at > now + soon then
+  place(at)
+  return waited(3, 'limit', at - now)
 end
 if cap >= 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  local limit = tonumber(redis.call('HGET', KEYS[2], 'limit') or '0')
+  if cap > 0 and (limit == 0 or cap < limit) then limit = cap end
+  if limit > 0 and redis.call('ZCARD', KEYS[3]) >= limit then
+    -- The more calls were turned away this second, the longer the next one waits.
+    local refused = redis.call('INCR', KEYS[5])
+    if refused == 1 then redis.call('PEXPIRE', KEYS[5], 1000) end
+    return waited(2, 'concurrency', 0.25 * (1 + refused / limit))
+  end
   redis.call('ZADD', KEYS[3], now + hold, id)
   local last = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
   redis.call('EXPIREAT', KEYS[3], math.ceil(tonumber(last[2])))
 end
-local ttl = math.ceil(window * 1000) + 1000
-for r = 0, rules - 1 do
-  local log, tok, sum = KEYS[5 + 3 * r], KEYS[6 + 3 * r], KEYS[7 + 3 * r]
-  local tpm = tonumber(ARGV[8 + 2 * r])
-  local want = tpm > 0 and math.min(need, tpm) or need
-  redis.call('ZADD', log, now, id)
-  redis.call('HSET', tok, id, want)
-  redis.call('INCRBY', sum, want)
-  redis.call('PEXPIRE', log, ttl)
-  redis.call('PEXPIRE', tok, ttl)
-  redis.call('PEXPIRE', sum, ttl)
+place(at)
+if left then redis.call('DECR', KEYS[6]) end
+if at > now + 0.005 then
+  return waited(4, 'limit', at - now)
 end
 return {0, '0'}
 """
@@ -121,10 +164,13 @@ end
 return 0
 """
 
-# After the call: what the provider said. KEYS: block, aimd, inflight, waits.
+# After the call: what the provider said. KEYS: block, aimd, inflight, waits, left.
 # ARGV: outcome ("ok" | "limited" | "other"), block_s (0: none), cap (configured, 0:
-# none), aimd_ttl_s, model.
-# A block only ever moves later. On "limited" (a 429) the concurrency limit halves
+# none), aimd_ttl_s, model, requests_left (-1: not said), requests_reset_s (0: not said).
+# Of the requests the provider says are left, the calls in flight besides this one may
+# not have been counted yet: what remains is kept until the reset (`left`) and each
+# admission takes one; at none left, calls wait for the reset. A block only ever moves
+# later. On "limited" (a 429) the concurrency limit halves
 # (at most once a second: the 429s of one burst are one signal), starting from the
 # calls in flight; after `limit` successes in a row it grows by one, and at the
 # configured cap it is dropped (the configured cap rules again). Returns the limit
@@ -133,6 +179,12 @@ OBSERVE = (
     _NOW
     + """
 local block, cap, ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local left, reset = tonumber(ARGV[6]), tonumber(ARGV[7])
+if left >= 0 and reset > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  local others = math.max(redis.call('ZCARD', KEYS[3]) - 1, 0)
+  redis.call('SET', KEYS[5], left - others, 'PX', math.ceil(reset * 1000))
+end
 if block > 0 then
   local until_ = now + block
   if until_ > tonumber(redis.call('GET', KEYS[1]) or '0') then

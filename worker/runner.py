@@ -161,6 +161,8 @@ async def complete(started: Started, owner: str) -> str:
     }
     try:
         with sentry.job_scope(**tags):
+            if started.quota is not None and started.quota.start_in_s > 0:
+                await asyncio.sleep(started.quota.start_in_s)  # its place in the quota
             completion, parsed, error, latency_ms, results = await _call(job)
             if started.quota is not None:
                 await asyncio.to_thread(provider_quota.observe, started.quota, completion, error)

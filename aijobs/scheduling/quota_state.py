@@ -18,6 +18,14 @@ def aimd_key(model: str) -> str:
     return f"aijobs:quota:aimd:{model}"
 
 
+def refused_key(model: str) -> str:
+    return f"aijobs:quota:refused:{model}"
+
+
+def left_key(model: str) -> str:
+    return f"aijobs:quota:left:{model}"
+
+
 def inflight_key(model: str) -> str:
     """The set worker/inflight.py counts a model's calls in flight in."""
     return f"aijobs:inflight:{model}"
