@@ -151,8 +151,9 @@ def _observe(ticket: Ticket, completion: Completion | None, error: ProviderError
     # The tokens part here; the requests part in the script (it knows the calls in flight).
     block = rate_headers.spent_for_s(replace(state, requests_left=None), ticket.tokens)
     if limited and error is not None:
-        # A 429 waits for its Retry-After, or the reset its headers give, or a second.
-        block = max(block or 0.0, error.retry_after_s or 0.0) or 1.0
+        # A 429 makes every call to the model wait for its Retry-After, or the reset its
+        # headers give; with neither, only the concurrency backs off.
+        block = max(block or 0.0, error.retry_after_s or 0.0)
     block = min(block or 0.0, settings.quota_max_wait_s)
     outcome = "limited" if limited else ("ok" if error is None else "other")
     keys = [
