@@ -188,7 +188,7 @@ end
 if block > 0 then
   local until_ = now + block
   if until_ > tonumber(redis.call('GET', KEYS[1]) or '0') then
-    redis.call('SET', KEYS[1], tostring(until_), 'PX', math.ceil(block * 1000) + 1)
+    redis.call('SET', KEYS[1], tostring(until_), 'PX', math.ceil(block * 1000))
   end
 end
 local limit = tonumber(redis.call('HGET', KEYS[2], 'limit') or '0')
