@@ -7,7 +7,7 @@ configured AIJOBS_MODEL_INFLIGHT_CAP(S)):
   aijobs:inflight:M          sorted set: calls in flight (member -> expiry)
   aijobs:quota:block:M       the time until which calls to M wait (headers, 429s)
   aijobs:quota:aimd:M        hash: limit (adaptive concurrency), good, cut_at
-  aijobs:quota:refused:M     calls turned away by the concurrency limit this second
+  aijobs:quota:refused:M     calls turned away by the concurrency limit in the last 5 s
   aijobs:quota:left:M        requests the provider's headers leave until their reset
 and of one AIJOBS_PROVIDER_LIMITS rule R (a sliding-window log):
   aijobs:quota:log:R         sorted set: call id -> when it was admitted, or the later
@@ -132,10 +132,12 @@ if cap >= 0 then
   local limit = tonumber(redis.call('HGET', KEYS[2], 'limit') or '0')
   if cap > 0 and (limit == 0 or cap < limit) then limit = cap end
   if limit > 0 and redis.call('ZCARD', KEYS[3]) >= limit then
-    -- The more calls were turned away this second, the longer the next one waits.
+    -- The r-th call turned away in these 5 s waits about r / limit half-seconds: the
+    -- waiting calls come back about as fast as the limit lets calls through, instead
+    -- of claiming again in lockstep.
     local refused = redis.call('INCR', KEYS[5])
-    if refused == 1 then redis.call('PEXPIRE', KEYS[5], 1000) end
-    return waited(2, 'concurrency', 0.25 * (1 + refused / limit))
+    if refused == 1 then redis.call('PEXPIRE', KEYS[5], 5000) end
+    return waited(2, 'concurrency', 0.1 + 0.5 * refused / limit)
   end
   redis.call('ZADD', KEYS[3], now + hold, id)
   local last = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
@@ -170,9 +172,9 @@ return 0
 # Of the requests the provider says are left, the calls in flight besides this one may
 # not have been counted yet: what remains is kept until the reset (`left`) and each
 # admission takes one; at none left, calls wait for the reset. A block only ever moves
-# later. On "limited" (a 429) the concurrency limit halves
-# (at most once a second: the 429s of one burst are one signal), starting from the
-# calls in flight; after `limit` successes in a row it grows by one, and at the
+# later. On "limited" (a 429) the concurrency limit halves (at most once a second: the
+# 429s of one burst are one signal), from the calls in flight when fewer; after a
+# quarter of `limit` successes it grows by one (about four a round trip), and at the
 # configured cap it is dropped (the configured cap rules again). Returns the limit
 # (0: none).
 OBSERVE = (
@@ -196,18 +198,18 @@ if ARGV[1] == 'limited' then
   redis.call('HINCRBY', KEYS[4], ARGV[5] .. '|429', 1)
   local cut_at = tonumber(redis.call('HGET', KEYS[2], 'cut_at') or '0')
   if now - cut_at >= 1 then
-    if limit == 0 then
-      redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-      limit = math.max(redis.call('ZCARD', KEYS[3]), 1)
-      if cap > 0 and cap < limit then limit = cap end
-    end
+    -- Halve what is really in flight (a limit above it would not bite).
+    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+    local flying = math.max(redis.call('ZCARD', KEYS[3]), 1)
+    if limit == 0 or flying < limit then limit = flying end
+    if cap > 0 and cap < limit then limit = cap end
     limit = math.max(1, math.floor(limit / 2))
     redis.call('HSET', KEYS[2], 'limit', limit, 'good', 0, 'cut_at', tostring(now))
   end
   redis.call('EXPIRE', KEYS[2], ttl)
 elseif ARGV[1] == 'ok' and limit > 0 then
   local good = redis.call('HINCRBY', KEYS[2], 'good', 1)
-  if good >= limit then
+  if good >= math.max(1, math.floor(limit / 4)) then
     limit = limit + 1
     if cap > 0 and limit >= cap then
       redis.call('DEL', KEYS[2])

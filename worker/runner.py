@@ -143,8 +143,10 @@ def _admit(
         return job, None
     if isinstance(admitted, provider_quota.Ticket):
         return job, admitted
-    with autocommit() as conn:
-        transitions.wait_for_quota(conn, job, owner, admitted)
+    settle.with_db_retries(
+        f"job {job.id}: quota wait",
+        lambda conn: transitions.wait_for_quota(conn, job, owner, admitted),
+    )
     log.info("job %s: waits %.2fs for %s's quota", job.id, admitted, job.model)
     return "waiting", None
 
