@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -32,6 +33,8 @@ log = logging.getLogger("aijobs.worker")
 # place (the sweeper's publishing and the claim take a little while).
 SOON_S = 1.0
 EARLY_S = 0.7
+# The longest a call waits for a slot under the concurrency limit before trying again.
+CONCURRENCY_WAIT_CAP_S = 3.0
 # How long after its last 429 a model's learned concurrency limit is forgotten.
 AIMD_MEMORY_S = 300
 
@@ -46,6 +49,31 @@ class Ticket:
     rules: tuple[str, ...]
     slot: str | None  # its member of the model's in-flight set, if admission took one
     start_in_s: float = 0.0  # when its place in a rule's window comes
+
+
+# The slots this process holds (slot -> model): renewed by the maintenance loop with the
+# leases, so a dead worker's slots lapse within a lease, not a call's whole timeout.
+_held: dict[str, str] = {}
+_held_lock = threading.Lock()
+
+
+def renew_slots() -> None:
+    """Keep this process's slots held for another lease (maintenance loop)."""
+    with _held_lock:
+        held = dict(_held)
+    if not held:
+        return
+    until = _client().time()
+    expiry = until[0] + until[1] / 1_000_000 + _slot_hold_s()
+    pipe = _client().pipeline(transaction=False)
+    for slot, model in held.items():
+        pipe.zadd(quota_state.inflight_key(model), {slot: expiry}, xx=True)
+        pipe.expireat(quota_state.inflight_key(model), int(expiry) + 1)
+    pipe.execute()
+
+
+def _slot_hold_s() -> float:
+    return get_settings().lease_s + SOON_S + 1
 
 
 @lru_cache
@@ -104,7 +132,7 @@ def admit(job: transitions.Claimed, slot_held: bool) -> Ticket | float:
     args: list[str | int | float] = [
         call_id,
         tokens,
-        job.timeout_s + 30,
+        _slot_hold_s(),  # renewed while the call runs (renew_slots)
         -1 if slot_held else inflight.cap_for(job.model),
         _held_window_s(settings.provider_limits_window_s),
         job.model,
@@ -117,14 +145,18 @@ def admit(job: transitions.Claimed, slot_held: bool) -> Ticket | float:
     status, wait = admit_script(keys=keys, args=args)  # type: ignore[operator]
     if int(status) in (0, 4):
         slot = None if slot_held else call_id
+        if slot is not None:
+            with _held_lock:
+                _held[slot] = job.model
         start_in = float(wait) if int(status) == 4 else 0.0
         return Ticket(job.model, call_id, tokens, tuple(r.rule for r in rules), slot, start_in)
     if int(status) == 3:  # a place reserved then: come back a little before it
         return min(max(float(wait) - EARLY_S, 0.05), settings.quota_max_wait_s)
     if int(status) == 1:  # the provider's reset: spread the comeback over a second
         return min(float(wait) + random.uniform(0, 1.0), settings.quota_max_wait_s)
-    # At the concurrency limit: spread the waiting calls over a little more than the wait.
-    return min(float(wait) * random.uniform(1.0, 1.5), settings.quota_max_wait_s)
+    # At the concurrency limit: spread the waiting calls over a little more than the
+    # wait, never long (a slot frees when any call ends).
+    return min(float(wait), CONCURRENCY_WAIT_CAP_S) * random.uniform(1.0, 1.5)
 
 
 def observe(ticket: Ticket, completion: Completion | None, error: ProviderError | None) -> None:
@@ -172,6 +204,8 @@ def _observe(ticket: Ticket, completion: Completion | None, error: ProviderError
 
 def release(ticket: Ticket) -> None:
     if ticket.slot is not None:
+        with _held_lock:
+            _held.pop(ticket.slot, None)
         inflight.release(ticket.model, ticket.slot)
 
 
