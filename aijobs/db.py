@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine
+import psycopg
+from psycopg.rows import dict_row
+from sqlalchemy import Connection, Engine, TextClause, create_engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from aijobs.settings import get_settings
@@ -57,3 +62,45 @@ def session_scope() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+class DriverStatement:
+    """A text() statement for `run_on_driver`: its SQL in psycopg's %(name)s style."""
+
+    def __init__(self, statement: TextClause) -> None:
+        sql = statement.text
+        if "%" in sql:
+            raise ValueError("a driver statement must not contain %")
+        self.sql = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql)
+
+
+def run_on_driver(
+    conn: Connection, statement: DriverStatement, params: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """Run one statement straight on the psycopg connection under `conn` (in its
+    transaction, or autocommit): its first row as a dict. For the submit's statement,
+    where SQLAlchemy's execution and result set-up cost more CPU than the driver's work
+    (docs/scaling.md). JSONB parameters are the caller's to wrap (psycopg's Jsonb).
+    A database error is raised as conn.execute raises it (a SQLAlchemy DBAPIError,
+    parameters hidden), and a dead connection is invalidated, not pooled again."""
+    pooled = conn.connection
+    driver = pooled.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    try:
+        with driver.cursor(row_factory=dict_row) as cursor:
+            cursor.execute(statement.sql, params)
+            return cursor.fetchone()
+    except psycopg.Error as exc:
+        error: Any = exc  # psycopg's, which SQLAlchemy's typing calls DBAPIModule.Error
+        gone = conn.dialect.is_disconnect(error, pooled, None)
+        if gone:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(
+            statement.sql,
+            None,
+            exc,
+            psycopg.Error,
+            hide_parameters=True,
+            connection_invalidated=gone,
+            dialect=conn.dialect,
+        ) from exc

@@ -26,6 +26,11 @@ PROVIDER_LATENCY = Histogram(
 CALLS_IN_FLIGHT = Gauge("aijobs_provider_calls_in_flight", "Provider calls in flight", ["model"])
 TOKENS = Counter("aijobs_tokens_total", "Tokens used", ["model", "direction"])
 SPEND = Counter("aijobs_spend_usd_total", "USD spent on provider calls", ["model"])
+PROVIDER_BATCHES = Counter(
+    "aijobs_provider_batches_total",
+    "Provider batches of the batch tier: submitted, found again after a restart, ended",
+    ["model", "event"],
+)
 CACHE_HITS = Counter("aijobs_cache_hits_total", "Jobs answered from the cache at submit", ["model"])
 CACHE_SAVED = Counter("aijobs_cache_saved_usd_total", "USD the cache saved at submit", ["model"])
 BUDGET_REJECTIONS = Counter(

@@ -114,6 +114,12 @@ class Job(Base):
             postgresql_where=text("NOT purged AND finished_at IS NOT NULL"),
         ),
         Index(
+            "ix_jobs_batch_tier_queued",
+            "current_model",
+            "created_at",
+            postgresql_where=text("tier = 'batch' AND status = 'queued'"),
+        ),
+        Index(
             "ix_jobs_batch_index",
             "batch_id",
             "batch_index",
@@ -185,6 +191,10 @@ class Job(Base):
     retry_reserve_usd: Mapped[Decimal] = mapped_column(
         MONEY, default=Decimal(0), server_default=text("0")
     )
+    # A judge check's call that waits for budget: the output it scores, the checks run
+    # so far, the judge to call next and its reservation (worker/judging.py). Set only
+    # while the job is queued for that judge (or running it); any settle clears it.
+    judge_pending: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # A batch's job: its batch, the client's custom_id and its line in the input.
     batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
     custom_id: Mapped[str | None] = mapped_column(String(200))
@@ -192,6 +202,11 @@ class Job(Base):
     # interactive | batch: within a tenant, interactive jobs start first.
     priority: Mapped[str] = mapped_column(
         String(16), default="interactive", server_default=text("'interactive'")
+    )
+    # standard | batch: the tier of the job's next call. A batch-tier job waits for the
+    # provider-batch dispatcher; its claim there makes any later call standard.
+    tier: Mapped[str] = mapped_column(
+        String(16), default="standard", server_default=text("'standard'")
     )
 
 
@@ -233,6 +248,11 @@ class Attempt(Base):
         UniqueConstraint("job_id", "attempt_no"),
         Index("ix_attempts_tenant_started", "tenant_id", "started_at"),
         Index(
+            "ix_attempts_provider_batch",
+            "provider_batch_id",
+            postgresql_where=text("provider_batch_id IS NOT NULL"),
+        ),
+        Index(
             "ix_attempts_in_flight",
             "job_id",
             "attempt_no",
@@ -271,6 +291,45 @@ class Attempt(Base):
     # to it (Anthropic's cache_creation_input_tokens), each at its own price.
     cached_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cache_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The provider batch this call went in (the batch tier), or None for a single call.
+    provider_batch_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+
+
+class ProviderBatch(Base):
+    """One OpenAI Batch or Anthropic Message Batch: the calls of batch-tier jobs of one
+    model, each recorded as an attempt naming it (worker/provider_batches/).
+
+    building -> submitting -> submitted -> ended; a worker SIGKILLed anywhere resumes
+    from the row (the provider's batch is found again, never submitted twice)."""
+
+    __tablename__ = "provider_batches"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_batch_id"),
+        Index(
+            "ix_provider_batches_live", "next_poll_at", postgresql_where=text("state <> 'ended'")
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    provider: Mapped[str] = mapped_column(String(16))  # openai | anthropic
+    model: Mapped[str] = mapped_column(String(200))  # "<provider>/<name>"
+    task: Mapped[str] = mapped_column(String(16))  # chat | embed
+    state: Mapped[str] = mapped_column(String(16))
+    requests: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    provider_batch_id: Mapped[str | None] = mapped_column(String(200))
+    input_file_id: Mapped[str | None] = mapped_column(String(200))  # OpenAI's uploaded JSONL
+    provider_status: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    polls: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Set (committed) before the provider is asked to create the batch: after a crash,
+    # a provider batch created since then may be ours.
+    submit_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_poll_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class CacheEntry(Base):

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     # How long a successful result answers identical requests of the same tenant.
     cache_ttl_s: float = Field(default=86_400.0, gt=0)
 
+    # The batch tier: how often a provider batch in flight is polled, and the most
+    # calls one provider batch holds (OpenAI and Anthropic take up to 50,000).
+    provider_batch_poll_s: float = Field(default=60.0, gt=0)
+    provider_batch_max_requests: int = Field(default=50_000, ge=1, le=50_000)
+
     # Retention: the request and result of a job that ended more days ago than this are
     # removed by the sweeper (the job, its attempts and costs stay). 0 keeps them forever.
     retention_days: int = Field(default=30, ge=0)

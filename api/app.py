@@ -9,6 +9,7 @@ from api import admin_session, problems
 from api.body_limit import BodyLimitMiddleware
 from api.request_id import RequestIdMiddleware
 from api.routes import (
+    admin_batches,
     admin_jobs,
     admin_page,
     admin_prompts,
@@ -18,6 +19,7 @@ from api.routes import (
     health,
     jobs,
     prompts,
+    tenant,
     usage,
     webhook_deliveries,
 )
@@ -48,6 +50,7 @@ def create_app() -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(batches.router)
     app.include_router(usage.router)
+    app.include_router(tenant.router)
     app.include_router(prompts.router)
     app.include_router(admin_jobs.router)
     app.include_router(admin_tenants.router)
@@ -55,6 +58,8 @@ def create_app() -> FastAPI:
     app.include_router(admin_webhooks.router)
     app.include_router(admin_page.router)
     app.include_router(admin_prompts.pages)
+    app.include_router(admin_batches.api)
+    app.include_router(admin_batches.pages)
     app.add_exception_handler(admin_session.LoginRequired, admin_session.to_login)
     return app
 

@@ -1,9 +1,10 @@
-"""A small HTTP load generator: C concurrent httpx clients POSTing for a bounded duration."""
+"""A small HTTP load generator: C client threads (httpx, one kept-alive connection each)
+POSTing for a bounded duration."""
 
 from __future__ import annotations
 
-import asyncio
 import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +20,12 @@ class LoadResult:
     errors: int
     latencies: list[float]
     first_error: str | None = None
+    client_cpu_s: float = 0.0  # the load generator's own CPU time
+
+    @property
+    def client_cpu_ms(self) -> float:
+        """The load generator's CPU per completed request."""
+        return self.client_cpu_s / self.ok * 1000 if self.ok else float("nan")
 
     @property
     def rps(self) -> float:
@@ -39,26 +46,32 @@ def _unique(body: dict[str, Any], tag: str) -> dict[str, Any]:
     return {**body, "messages": messages}
 
 
-async def _run(
+def _run(
     url: str,
     headers: dict[str, str],
     body: dict[str, Any],
     concurrency: int,
     seconds: float,
     unique: bool,
-) -> tuple[int, list[float], str | None]:
+) -> tuple[int, list[float], str | None, float]:
+    """C threads, each a synchronous httpx client on one kept-alive connection (the
+    shared harness's client, ../shared/bench/perf.py). An asyncio httpx client with 32
+    requests in flight in one process cost 4-6 ms of client CPU a request here against
+    about 1 ms for these threads, so both servers were measured starved of the CPU
+    the client took (docs/scaling.md). Returns errors, latencies, the first error and
+    this process's CPU seconds."""
     import httpx
 
     latencies: list[float] = []
     errors = 0
     first_error: str | None = None
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30, headers=headers) as client:
-        deadline = time.perf_counter() + seconds
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
 
-        async def one_client(n: int) -> None:
-            nonlocal errors, first_error
-            sent = 0
+    def one_client(n: int) -> None:
+        nonlocal errors, first_error
+        sent = 0
+        with httpx.Client(timeout=30, headers=headers) as client:
             while time.perf_counter() < deadline:
                 sent += 1
                 payload = (
@@ -66,30 +79,26 @@ async def _run(
                 )
                 started = time.perf_counter()
                 try:
-                    response = await client.post(url, json=payload)
+                    response = client.post(url, json=payload)
                     failed = response.status_code != 202
                     detail = f"HTTP {response.status_code}: {response.text[:200]}"
                 except httpx.HTTPError as exc:
                     failed, detail = True, f"{type(exc).__name__}: {exc}"
-                if failed:
-                    errors += 1
-                    first_error = first_error or detail
-                elif time.perf_counter() <= deadline:
-                    latencies.append(time.perf_counter() - started)
+                took = time.perf_counter() - started
+                with lock:
+                    if failed:
+                        errors += 1
+                        first_error = first_error or detail
+                    elif time.perf_counter() <= deadline:
+                        latencies.append(took)
 
-        await asyncio.gather(*(one_client(n) for n in range(concurrency)))
-    return errors, latencies, first_error
-
-
-def _run_in_process(
-    url: str,
-    headers: dict[str, str],
-    body: dict[str, Any],
-    concurrency: int,
-    seconds: float,
-    unique: bool,
-) -> tuple[int, list[float], str | None]:
-    return asyncio.run(_run(url, headers, body, concurrency, seconds, unique))
+    cpu = time.process_time()
+    threads = [threading.Thread(target=one_client, args=(n,)) for n in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors, latencies, first_error, time.process_time() - cpu
 
 
 def run_load(
@@ -107,16 +116,16 @@ def run_load(
     shares = [concurrency // procs + (1 if i < concurrency % procs else 0) for i in range(procs)]
     with ProcessPoolExecutor(max_workers=procs) as pool:
         futures = [
-            pool.submit(_run_in_process, url, headers, body, share, seconds, unique)
-            for share in shares
+            pool.submit(_run, url, headers, body, share, seconds, unique) for share in shares
         ]
         parts = [future.result() for future in futures]
-    latencies = [value for _, lat, _ in parts for value in lat]
-    first_error = next((err for _, _, err in parts if err), None)
+    latencies = [value for _, lat, _, _ in parts for value in lat]
+    first_error = next((err for _, _, err, _ in parts if err), None)
     return LoadResult(
         seconds=seconds,
         ok=len(latencies),
-        errors=sum(errors for errors, _, _ in parts),
+        errors=sum(errors for errors, _, _, _ in parts),
         latencies=latencies,
         first_error=first_error,
+        client_cpu_s=sum(cpu for _, _, _, cpu in parts),
     )

@@ -20,7 +20,9 @@ from bench import common
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0, help="submit load per target")
-    parser.add_argument("--concurrency", type=int, default=32, help="concurrent HTTP clients")
+    parser.add_argument(
+        "--concurrency", type=int, default=16, help="client threads (as ../shared/bench/perf.py)"
+    )
     parser.add_argument("--client-procs", type=int, default=1, help="load generator processes")
     parser.add_argument("--jobs", type=int, default=5000, help="jobs for the end-to-end figure")
     parser.add_argument("--worker-concurrency", type=int, default=8)
@@ -154,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
                 ("submit p50 ms", *_medians(news, bases, p50)),
                 ("submit p99 ms", *_medians(news, bases, p99)),
                 ("submit errors (all runs)", *errors),
+                # The load generator shares the cores: its CPU a request, to tell when it
+                # is the limit (docs/scaling.md).
+                ("submit client CPU ms/req", *_medians(news, bases, attrgetter("client_cpu_ms"))),
                 # A hit is terminal in the POST response: submit latency is submit->terminal.
                 ("cache hit req/s", *_medians(hits, bases, rps)),
                 ("cache hit p50 ms", *_medians(hits, bases, p50)),

@@ -10,8 +10,8 @@ from decimal import Decimal
 
 from aijobs.errors import AppError
 from aijobs.settings import get_settings
+from cli import batches, keys, processes, prompts, reports, triage
 from cli import dev as dev_command
-from cli import keys, processes, prompts, reports, triage
 
 
 def _configure_logging(command: str) -> None:
@@ -92,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     report.set_defaults(func=reports.cmd_usage)
 
     prompts.add_commands(sub)
+    batches.add_commands(sub)
 
     stats = sub.add_parser("stats", help="queue depth, jobs by status, latency, spend per hour")
     stats.set_defaults(func=reports.cmd_stats)

@@ -10,6 +10,9 @@ from aijobs.settings import get_settings
 from cli import supervise
 
 WORKER_DB_POOL = 4
+# Connections `aijobs api` keeps: enough for 20 requests at once in its 40 threads
+# (anyio's default pool, where FastAPI runs sync routes); more open as overflow.
+API_DB_POOL = 20
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
@@ -22,6 +25,11 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    if "AIJOBS_DB_POOL_SIZE" not in os.environ:
+        # With the default pool of 10, 16 concurrent submits opened and closed a
+        # connection (a Postgres backend) every ~7 requests (docs/scaling.md).
+        os.environ["AIJOBS_DB_POOL_SIZE"] = str(API_DB_POOL)
+        get_settings.cache_clear()
     uvicorn.run(
         "api.app:app",
         host=args.host,

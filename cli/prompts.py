@@ -14,24 +14,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from aijobs.settings import get_settings
+from cli.http import CliError as PromptsError
+from cli.http import add_flags as http_flags
+from cli.http import client as _client
+from cli.http import http_errors as _http_errors
+from cli.http import ok as _ok
 
 VERSION_FIELDS = ("messages", "model", "params", "response_schema", "fallbacks", "checks", "note")
-
-
-class PromptsError(RuntimeError):
-    """A problem the user can fix: shown as one line, exit status 2."""
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     prompts = sub.add_parser("prompts", help="versioned prompt templates (over the HTTP API)")
     commands = prompts.add_subparsers(dest="prompts_command", required=True)
-
-    def http_flags(command: argparse.ArgumentParser) -> None:
-        command.add_argument("--api-url", default=None, help="default: AIJOBS_API_URL")
-        command.add_argument("--api-key", default=None, help="default: AIJOBS_API_KEY")
 
     push = commands.add_parser(
         "push", help="create a version from each file whose content changed; move a label"
@@ -56,43 +50,6 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     diff.add_argument("v2", type=int)
     http_flags(diff)
     diff.set_defaults(func=_http_errors(cmd_diff))
-
-
-def _http_errors(command: Any) -> Any:
-    """Connection problems as one line (exit 2), not a traceback."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return int(command(args))
-        except httpx.HTTPError as exc:
-            raise PromptsError(f"cannot reach the aijobs API: {exc}") from None
-
-    return run
-
-
-def _client(args: argparse.Namespace) -> httpx.Client:
-    settings = get_settings()
-    key = args.api_key or settings.api_key
-    if not key:
-        raise PromptsError("set AIJOBS_API_KEY (a tenant key) or pass --api-key")
-    return httpx.Client(
-        base_url=(args.api_url or settings.api_url).rstrip("/"),
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=30,
-    )
-
-
-def _ok(response: httpx.Response) -> Any:
-    if response.status_code >= 400:
-        try:
-            problem = response.json()
-            detail = f"{problem.get('code')}: {problem.get('detail')}"
-            if problem.get("errors"):
-                detail += " " + json.dumps(problem["errors"])
-        except ValueError:
-            detail = response.text[:500]
-        raise PromptsError(f"{response.request.method} {response.request.url.path}: {detail}")
-    return response.json()
 
 
 def load(path: Path) -> tuple[str, dict[str, Any]]:

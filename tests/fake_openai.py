@@ -50,6 +50,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tests import fake_quota
+from tests.fake_batches import FakeBatches
 
 
 class _Server(ThreadingHTTPServer):
@@ -110,6 +111,8 @@ class FakeOpenAI:
         self.chat_bodies: list[dict[str, Any]] = []  # every chat call's body, in order
         self.quota: fake_quota.Quota | None = None  # quota mode, off when None
         self._lock = threading.Lock()
+        # The batch APIs (files, batches, message batches): tests/fake_batches.py.
+        self.batches = FakeBatches(lambda: self.root_url)
         self.server = _Server(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -196,7 +199,13 @@ class FakeOpenAI:
                     self.wfile.flush()
                     time.sleep(trickle_s)
 
+            def do_GET(self) -> None:
+                if not fake.batches.serve(self, "GET"):
+                    self._send(404, {"error": {"message": "no such route"}}, {})
+
             def do_POST(self) -> None:
+                if fake.batches.serve(self, "POST"):
+                    return
                 length = int(self.headers.get("Content-Length", "0"))
                 payload = json.loads(self.rfile.read(length) or b"{}")
                 model = str(payload.get("model", ""))

@@ -120,6 +120,7 @@ def child_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]
             "AIJOBS_SWEEP_INTERVAL_S": "0.5",
             "AIJOBS_RETRY_BASE_S": "0.2",
             "AIJOBS_SIM_LATENCY_S": "0.05",
+            "AIJOBS_PROVIDER_BATCH_POLL_S": "0.3",
             # One model capped, for the in-flight cap test; the others are free.
             "AIJOBS_MODEL_INFLIGHT_CAPS": "openai/gpt-4.1-nano=2",
             "AIJOBS_ADMIN_TOKEN": ADMIN_TOKEN,

@@ -16,6 +16,7 @@ from aijobs.settings import get_settings
 from worker import status_server
 from worker.call_loop import call_loop
 from worker.maintenance import maintenance
+from worker.provider_batches.dispatcher import dispatcher
 
 app = Celery("aijobs")
 app.add_defaults(lambda: {**celery_config(get_settings()), "imports": ("worker.tasks",)})
@@ -52,6 +53,7 @@ def _stop_claiming(**_: Any) -> None:
 def _start_maintenance(**_: Any) -> None:
     # Not stopped at shutdown: leases of calls still finishing must keep being renewed.
     maintenance.start(app)
+    dispatcher.start()  # the batch tier's provider batches
     port = get_settings().worker_metrics_port
     if port:
         from aijobs.metrics import QuotaCollector, register_collectors

@@ -4,16 +4,34 @@ it is made and settled after, like any call; its cost is in the job's.
 
 The call's attempt is recorded first (the job stays running under our lease); each
 judge's claim takes the next attempt number, so the usual fencing holds. The last
-judge's settle moves the job on by all the checks' results (worker/settle.py). A judge
-whose call does not fit the budget fails the job budget_exceeded, keeping the output
-(it does not wait for other calls' reservations: the output would have to wait with
-it)."""
+judge's settle moves the job on by all the checks' results (worker/settle.py).
+
+A judge's call follows the budget rules of any call. It is reserved when it is about to
+be made, at its exact bound: the rubric and the output as they are then (their UTF-8
+bytes) and the judge's output cap. One that cannot fit even alone fails the job
+budget_exceeded, keeping the output. One that fits alone but not beside the calls in
+flight waits: the job goes back to queued, waiting for budget, with the judge pending
+(jobs.judge_pending, migration 0014: the output, the checks so far, which judge is next
+and its reservation); the settles that free room wake it (as they wake waiting calls),
+and its next claim reserves and makes that judge's call, never the job's own call again.
+
+Why this design, and not reserving the judges with the job's call at its claim (which
+needs no migration): the judge's input holds the output, and what bounds the output is
+its cap in tokens, while a reservation counts input by bytes (a token covers at least
+one byte: that is what makes a bound exact). A token has no upper size in bytes (each
+provider's tokenizer differs, an OpenAI-compatible server reports what it likes), so
+nothing known at the claim bounds the judge's input exactly; a guessed bytes-per-token
+factor would either overspend or reserve so much that jobs that fit are refused. A
+pending judge is reserved once the output is known, so exactly.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -27,6 +45,7 @@ from aijobs.checks.schemas import JudgeCheck
 from aijobs.jobs import transitions
 from aijobs.jobs.schemas import JobRequest
 from aijobs.jobs.structured import InvalidOutput, parse_output
+from aijobs.storable import storable_text
 from worker import settle
 from worker.providers.base import Completion, ProviderError
 from worker.providers.errors import map_exception
@@ -68,6 +87,51 @@ async def _judge_call(
     return completion, outcome, error, int((time.monotonic() - started) * 1000)
 
 
+@dataclass(frozen=True)
+class _Output:
+    """The output the judges score, and what is known of it so far: kept in the job
+    (judge_pending) while a judge waits for budget."""
+
+    completion: Completion
+    parsed: Any
+    latency_ms: int
+    results: list[checks.Result]  # the checks run on it so far, judges' included
+    spent: Decimal  # what its call and its judges so far cost
+
+    def pending(self, next_judge: int, model: str, reserve: Decimal) -> dict[str, Any]:
+        return {
+            "next": next_judge,
+            "model": model,
+            "reserve": str(reserve),
+            "result": settle.result_of(self.completion, self.parsed),
+            "checks": [{**r.as_json(), "on_fail": r.on_fail} for r in self.results],
+            "spent": str(self.spent),
+            "latency_ms": self.latency_ms,
+        }
+
+    @classmethod
+    def of(cls, pending: dict[str, Any]) -> _Output:
+        result = pending["result"]
+        completion = Completion(
+            content=result["content"],
+            finish_reason=result.get("finish_reason") or "stop",
+            input_tokens=0,
+            output_tokens=0,
+            embeddings=result.get("embeddings"),
+        )
+        results = [
+            checks.Result(c["type"], c["passed"], c["detail"], c["on_fail"])
+            for c in pending["checks"]
+        ]
+        return cls(
+            completion,
+            result.get("parsed"),
+            int(pending["latency_ms"]),
+            results,
+            Decimal(pending["spent"]),
+        )
+
+
 async def judge_and_settle(
     job: transitions.Claimed,
     owner: str,
@@ -78,7 +142,8 @@ async def judge_and_settle(
     judges: list[JudgeCheck],
 ) -> str:
     """Record the call, make each judge's call under the budget, and settle the job by
-    all the results: succeeded | failed | retrying | skipped (the job left our hands)."""
+    all the results: succeeded | failed | retrying | waiting | due (a judge waits for
+    budget) | skipped (the job left our hands)."""
     call, _ = settle.call_record(job, completion, None, latency_ms, results)
     settle.count_usage(job.model, call)
     what = f"job {job.id} attempt {job.attempt_no}"
@@ -87,21 +152,56 @@ async def judge_and_settle(
     )
     if not recorded:
         return "skipped"
+    # The judges score the output as it is stored (a pending judge reads it back from the
+    # job), so a judge's reservation is the same before and after a wait.
+    stored = dataclasses.replace(completion, content=storable_text(completion.content))
+    output = _Output(stored, parsed, latency_ms, list(results), call.cost_usd)
+    return await _judge(job, owner, output, judges, 0, None)
+
+
+async def resume(job: transitions.Claimed, owner: str) -> str:
+    """The claim of a job whose judge waited for budget: that judge's call (claimed and
+    reserved already), then the judges after it, then the settle."""
+    assert job.judge_pending is not None
+    pending = job.judge_pending
+    output = _Output.of(pending)
+    return await _judge(job, owner, output, judges_of(job), int(pending["next"]), job)
+
+
+async def _judge(
+    job: transitions.Claimed,
+    owner: str,
+    output: _Output,
+    judges: list[JudgeCheck],
+    first: int,
+    claimed: transitions.Claimed | None,
+) -> str:
+    """Judges `first`.. of the output; `claimed`: the first one's call, claimed already."""
+    what = f"job {job.id}"
     current = job
-    everything = list(results)
-    spent = call.cost_usd  # the output's cost so far: a cache hit on it saves all of it
-    for index, check in enumerate(judges):
-        request = judge.judge_request(check, completion.content, job.timeout_s)
+    everything = list(output.results)
+    spent = output.spent  # the output's cost so far: a cache hit on it saves all of it
+    for index in range(first, len(judges)):
+        check = judges[index]
+        request = judge.judge_request(check, output.completion.content, job.timeout_s)
         reserve = judge.reservation(request)
-        claimed = await asyncio.to_thread(
-            settle.with_db_retries,
-            what,
-            partial(_claim, job=current, owner=owner, model=check.model, reserve=reserve),
-        )
-        if claimed == "gone":
-            return "skipped"
-        if isinstance(claimed, str):  # over_budget
-            return await asyncio.to_thread(_refuse, current, owner, completion, parsed)
+        if claimed is None:
+            got = await asyncio.to_thread(
+                settle.with_db_retries,
+                what,
+                partial(_claim, job=current, owner=owner, model=check.model, reserve=reserve),
+            )
+            if got == "gone":
+                return "skipped"
+            if got == "over_reserved":
+                so_far = dataclasses.replace(output, results=everything, spent=spent)
+                pending = so_far.pending(index, check.model, reserve)
+                return await asyncio.to_thread(_wait, current, owner, pending, reserve)
+            if isinstance(got, str):  # over_budget
+                return await asyncio.to_thread(
+                    _refuse, current, owner, output.completion, output.parsed
+                )
+            claimed = got
         judged, outcome, error, judge_ms = await _judge_call(check, request, job.timeout_s)
         everything.append(outcome)
         record, _ = settle.call_record(
@@ -114,7 +214,7 @@ async def judge_and_settle(
                 what,
                 partial(_record, job=claimed, call=record),
             )
-            current = claimed
+            current, claimed = claimed, None
             spent += record.cost_usd
             continue
         failed = checks.action(everything) is not None
@@ -127,16 +227,26 @@ async def judge_and_settle(
             settle.record,
             claimed,
             owner,
-            completion,
-            parsed,
+            output.completion,
+            output.parsed,
             job_error,
-            latency_ms,
+            output.latency_ms,
             everything,
             judged=record,
             judge_model=check.model,
             output_cost_usd=spent,
         )
     raise AssertionError("judges_of gave no judge")
+
+
+def _wait(job: transitions.Claimed, owner: str, pending: dict[str, Any], reserve: Decimal) -> str:
+    waiting = settle.with_db_retries(
+        f"job {job.id}", lambda conn: transitions.wait_judge(conn, job, owner, pending, reserve)
+    )
+    if waiting is None:
+        return "skipped"
+    log.info("job %s: its judge waits for the tenant's reservations to settle", job.id)
+    return "waiting" if waiting else "due"
 
 
 def _claim(

@@ -64,14 +64,7 @@ async def _call(
         provider, name = provider_for(job.model)
         async with asyncio.timeout(job.timeout_s):
             completion = await provider.run(name, _sent(request, job), job.timeout_s)
-        if request.response_schema is not None:
-            parsed = parse_output(completion.content, request.response_schema)
-        if request.task == "chat":
-            results = checks.run_output(request.checks, completion.content)
-            if checks.action(results) is not None:
-                error = ProviderError("check_failed", checks.summary(results), retryable=True)
-    except InvalidOutput as exc:
-        error = ProviderError("invalid_output", str(exc), retryable=True)
+        parsed, error, results = check_output(request, completion)
     except TimeoutError:
         error = ProviderError(
             "provider_timeout",
@@ -87,6 +80,26 @@ async def _call(
     elapsed = time.monotonic() - started
     metrics.PROVIDER_LATENCY.labels(job.model, error.code if error else "ok").observe(elapsed)
     return completion, parsed, error, int(elapsed * 1000), results
+
+
+def check_output(
+    request: JobRequest, completion: Completion
+) -> tuple[Any, ProviderError | None, list[checks.Result]]:
+    """An answer validated as every call's is (response_schema, then the output checks):
+    (parsed, the error that makes the call failed or None, the checks' results)."""
+    parsed: Any = None
+    results: list[checks.Result] = []
+    try:
+        if request.response_schema is not None:
+            parsed = parse_output(completion.content, request.response_schema)
+    except InvalidOutput as exc:
+        return None, ProviderError("invalid_output", str(exc), retryable=True), results
+    if request.task == "chat":
+        results = checks.run_output(request.checks, completion.content)
+        if checks.action(results) is not None:
+            error = ProviderError("check_failed", checks.summary(results), retryable=True)
+            return parsed, error, results
+    return parsed, None, results
 
 
 CAPPED_RETRY_S = 0.5
@@ -123,7 +136,11 @@ def claim(job_id: uuid.UUID, owner: str) -> Started | str:
     ticket = None
     try:
         job = _claim(job_id, owner)
-        if isinstance(job, transitions.Claimed) and provider_quota.applies(job.model):
+        if (
+            isinstance(job, transitions.Claimed)
+            and job.judge_pending is None  # a judge resumed: no call to the job's model
+            and provider_quota.applies(job.model)
+        ):
             job, ticket = _admit(job, owner, slot_held=cap_slot is not None)
     finally:
         if cap_slot and not isinstance(job, transitions.Claimed):
@@ -163,20 +180,29 @@ async def complete(started: Started, owner: str) -> str:
     }
     try:
         with sentry.job_scope(**tags):
-            if started.quota is not None and started.quota.start_in_s > 0:
-                await asyncio.sleep(started.quota.start_in_s)  # its place in the quota
-            completion, parsed, error, latency_ms, results = await _call(job)
-            if started.quota is not None:
-                await asyncio.to_thread(provider_quota.observe, started.quota, completion, error)
-            judges = judging.judges_of(job) if error is None and completion else []
-            if completion is not None and judges:
-                outcome = await judging.judge_and_settle(
-                    job, owner, completion, parsed, latency_ms, results, judges
-                )
+            if job.judge_pending is not None:
+                # A judge that waited for budget: the output is kept, its model not called.
+                outcome = await judging.resume(job, owner)
             else:
-                outcome = await asyncio.to_thread(
-                    settle.record, job, owner, completion, parsed, error, latency_ms, results
-                )
+                if started.quota is not None and started.quota.start_in_s > 0:
+                    await asyncio.sleep(started.quota.start_in_s)  # its place in the quota
+                completion, parsed, error, latency_ms, results = await _call(job)
+                if started.quota is not None:
+                    await asyncio.to_thread(
+                        provider_quota.observe, started.quota, completion, error
+                    )
+                judges = judging.judges_of(job) if error is None and completion else []
+                if completion is not None and judges:
+                    outcome = await judging.judge_and_settle(
+                        job, owner, completion, parsed, latency_ms, results, judges
+                    )
+                else:
+                    outcome = await asyncio.to_thread(
+                        settle.record, job, owner, completion, parsed, error, latency_ms, results
+                    )
+        if outcome == "due":  # its judge waited, and the room was there by then
+            with contextlib.suppress(Exception):  # else the sweeper publishes it
+                await asyncio.to_thread(_publish, [job.id])
         await asyncio.to_thread(wake_budget_waiters, job)
         return outcome
     except Exception:
@@ -235,9 +261,14 @@ def wake_budget_waiters(job: transitions.Claimed) -> None:
         with autocommit() as conn:
             woken = transitions.wake_budget_waiters(conn, job.tenant_id)
         if woken:
-            from worker.celery_app import app  # the worker's app (it imports this module)
-
-            for job_id in woken:
-                app.send_task(RUN_JOB_TASK, args=[str(job_id)], queue=QUEUE, retry=False)
+            _publish(woken)
     except Exception:
         log.warning("job %s: waiting jobs left to the sweeper", job.id, exc_info=True)
+
+
+def _publish(job_ids: list[uuid.UUID]) -> None:
+    """A message for each job (queued and due); the sweeper publishes any that is lost."""
+    from worker.celery_app import app  # the worker's app (it imports this module)
+
+    for job_id in job_ids:
+        app.send_task(RUN_JOB_TASK, args=[str(job_id)], queue=QUEUE, retry=False)

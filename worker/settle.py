@@ -89,6 +89,8 @@ def call_record(
 ) -> tuple[transitions.CallRecord, ProviderError | None]:
     """What the call cost (at `model`'s price: the job's model unless a judge's) and how
     it ended, with the checks run on its answer."""
+    # A call in a provider batch is priced at the batch price (a judge's never is).
+    tier = job.tier if model is None else "standard"
     model = model or job.model
     input_tokens = completion.input_tokens if completion else 0
     output_tokens = completion.output_tokens if completion else 0
@@ -100,6 +102,7 @@ def call_record(
             output_tokens,
             cached_input_tokens=cached_input_tokens,
             cache_write_tokens=cache_write_tokens,
+            tier=tier,
         )
     except Exception:
         log.exception("job %s: no price for %s on this worker", job.id, model)

@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy import Connection
 
 from aijobs.billing import budget
-from aijobs.errors import AppError, InvalidRequest
+from aijobs.checks.schemas import judge_models
+from aijobs.errors import AppError, InvalidRequest, Unsupported
 from aijobs.jobs.fingerprint import fingerprint
 from aijobs.jobs.schemas import JobRequest
 from aijobs.jobs.submission import check_submittable
@@ -63,11 +64,46 @@ def ndjson_values(raw_lines: Iterable[bytes]) -> Iterator[Any]:
             yield LineError(None, f"not JSON: {exc}")
 
 
-def _row(conn: Connection, tenant_id: uuid.UUID, request: JobRequest) -> dict[str, Any]:
+# The providers with a batch API (OpenAI Batch, Anthropic Message Batches).
+BATCH_TIER_PROVIDERS = ("openai", "anthropic")
+
+
+class TierUnsupported(Unsupported):
+    """A line the batch tier cannot serve: the whole batch is refused 422 unsupported."""
+
+
+def check_batch_tier(request: JobRequest) -> None:
+    """What the batch tier serves: a model whose provider has a batch API (sim/* has
+    none), and no judge check (a judge is a second call, made at once on the standard
+    tier by the worker that holds the output; a provider batch has no such worker)."""
+    provider = request.model.partition("/")[0]
+    if provider not in BATCH_TIER_PROVIDERS:
+        raise TierUnsupported(
+            f'{request.model}: tier "batch" needs a provider batch API'
+            f" ({', '.join(BATCH_TIER_PROVIDERS)}); use tier standard",
+            extra={"field": "tier", "model": request.model},
+        )
+    if judge_models(request.checks):
+        raise TierUnsupported(
+            'judge checks are not served on tier "batch"; use tier standard',
+            extra={"field": "tier"},
+        )
+
+
+def _row(
+    conn: Connection, tenant_id: uuid.UUID, request: JobRequest, tier: str = "standard"
+) -> dict[str, Any]:
     prompt = None
     if request.prompt is not None:
         request, prompt = resolve_prompt(conn, tenant_id, request)
     check_submittable(request, refuse_unconfigured=True)
+    reserve = budget.reservations(request)
+    if tier == "batch":
+        check_batch_tier(request)
+        # The first call goes in a provider batch, at the batch price (any later call is
+        # standard: the other keys).
+        model = request.model
+        reserve[f"batch:{model}"] = str(budget.max_call_cost(request, model, tier="batch"))
     return {
         "id": str(uuid.uuid4()),
         "model": request.model,
@@ -78,8 +114,9 @@ def _row(conn: Connection, tenant_id: uuid.UUID, request: JobRequest) -> dict[st
         "max_attempts": request.max_attempts,
         "timeout_s": str(Decimal(str(request.timeout_s))),
         "fingerprint": fingerprint(tenant_id, request) if request.cache else None,
-        "reserve_usd": budget.reservations(request),
+        "reserve_usd": reserve,
         "prompt": prompt,
+        "priority": request.priority or "batch",
     }
 
 
@@ -88,8 +125,9 @@ class Intake:
     while every line so far is valid; after the first error, lines are only looked at
     for more errors (kept up to MAX_ERRORS, all counted)."""
 
-    def __init__(self, tenant_id: uuid.UUID) -> None:
+    def __init__(self, tenant_id: uuid.UUID, tier: str = "standard") -> None:
         self.tenant_id = tenant_id
+        self.tier = tier
         self.lines = Lines()
         self._seen: set[str] = set()
 
@@ -108,7 +146,10 @@ class Intake:
                 if custom_id in self._seen:
                     raise LineError(custom_id, f"custom_id {custom_id!r} is repeated")
                 self._seen.add(custom_id)
-                row = _row(conn, self.tenant_id, request)
+                row = _row(conn, self.tenant_id, request, self.tier)
+            except TierUnsupported as exc:
+                exc.extra = {**exc.extra, "index": index, "custom_id": custom_id}
+                raise
             except LineError as exc:
                 _add_error(out, index, exc.custom_id, exc.detail)
                 continue

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from aijobs.billing import budget
-from aijobs.errors import Conflict, IdempotencyConflict, InvalidRequest, NotFound, Unsupported
+from aijobs.errors import Conflict, IdempotencyConflict, InvalidRequest, NotFound
 from aijobs.jobs import submission
 
 from . import transitions
@@ -37,12 +37,8 @@ class Submitted:
 
 
 def check_options(options: BatchOptions) -> None:
-    """What the options' schema cannot know: the tier served, the webhook's target."""
-    if options.tier == "batch":
-        raise Unsupported(
-            'tier "batch" (the providers\' batch APIs) is not available yet; use "standard"',
-            extra={"field": "tier"},
-        )
+    """What the options' schema cannot know: the webhook's target. (What the batch tier
+    serves is checked per line: aijobs/batches/intake.py.)"""
     submission.check_webhook_target(options.webhook_url)
 
 
@@ -101,7 +97,7 @@ def submit(
         if again is None:
             raise Conflict("a request with this Idempotency-Key is in progress; try again")
         return again
-    transitions.insert_jobs(conn, tenant_id, batch_id, lines.rows)
+    transitions.insert_jobs(conn, tenant_id, batch_id, lines.rows, options.tier)
     transitions.count(conn, batch_id)
     return Submitted(_view(conn, tenant_id, batch_id), transitions.to_publish(conn, batch_id))
 
@@ -139,12 +135,12 @@ def resolve(conn: Connection, tenant_id: uuid.UUID, batch_id: str) -> uuid.UUID:
     return parsed
 
 
-def _cursor(row: Any) -> str:
+def encode_cursor(row: Any) -> str:
     raw = f"{row['created_at'].isoformat()}|{row['id']}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, _, batch_id = raw.partition("|")
@@ -172,7 +168,7 @@ def list_batches(
     conn: Connection, tenant_id: uuid.UUID, *, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first, paged on the unique key (created_at, id), like GET /v1/jobs."""
-    created, last = _decode(cursor) if cursor else (None, None)
+    created, last = decode_cursor(cursor) if cursor else (None, None)
     params = {"tenant_id": tenant_id, "created": created, "last": last, "limit": limit + 1}
     rows = conn.execute(_LIST, params).mappings().all()
     data = []
@@ -181,7 +177,7 @@ def list_batches(
         if row["delivery_status"] is not None:
             webhook = {"status": row["delivery_status"], "attempts": row["delivery_attempts"]}
         data.append(view(row, webhook))
-    next_cursor = _cursor(rows[limit - 1]) if len(rows) > limit else None
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return data, next_cursor
 
 

@@ -7,14 +7,19 @@ by the state it leaves, so each is safe to run twice.
     cancel      queued | running              -> cancelling: its queued jobs cancelled
                                                  (batch_settle, told by aijobs.cancel_batch)
     end cancel  cancelling                    -> cancelled: no job running any more
+    reopen      completed | cancelled         -> running | cancelling: an admin re-ran
+                                                 one of its jobs; it ends again (as
+                                                 completed | cancelled) when that job
+                                                 ends, with one more webhook delivery
 
-`start`, `complete` and `end cancel` are the SQL function batch_settle (migration
-0012), run by the statement trigger on jobs that keeps a batch's counters: every way a
-job changes status (the worker's settle, a follower taking its leader's outcome, a
-cancel, an admin re-run) moves the counters, and the batch ends in the statement that
-ends its last job, exactly once, making its one webhook delivery (batch.completed or
-batch.cancelled). `settle` runs the same function after an intake whose jobs all ended
-at once (cache hits). Drawn in docs/state-machine.md.
+`start`, `complete`, `end cancel` and `reopen` are the SQL function batch_settle
+(migrations 0012 and 0016), run by the statement trigger on jobs that keeps a batch's
+counters: every way a job changes status (the worker's settle, a follower taking its
+leader's outcome, a cancel, an admin re-run) moves the counters, and the batch ends in
+the statement that ends its last job, exactly once, making its webhook delivery
+(batch.completed or batch.cancelled; one more each time a reopened batch ends again).
+`settle` runs the same function after an intake whose jobs all ended at once (cache
+hits). Drawn in docs/state-machine.md.
 
 Batch jobs are inserted in bulk, CHUNK rows a statement, each statement folding in the
 exact-cache look-up like a single submit; a line identical to a job in flight (in this
@@ -54,10 +59,10 @@ _COLUMNS = """id, tenant_id, status, model, current_model, model_attempts, task,
     metadata, webhook_url, max_attempts, timeout_s, attempts, input_tokens, output_tokens,
     cost_usd, cache_hit, saved_usd, fingerprint, leader_id, followers, result, started_at,
     finished_at, created_at, enqueued_at, reserve_usd, prompt, batch_id, custom_id,
-    batch_index"""
+    batch_index, checks, priority, tier"""
 _RECORD = """r(id uuid, model text, task text, request jsonb, metadata jsonb, webhook_url text,
     max_attempts int, timeout_s numeric, fingerprint text, reserve_usd jsonb, prompt jsonb,
-    custom_id text, batch_index int)"""
+    custom_id text, batch_index int, priority text)"""
 # Published by the API now, or (a time long past) left for the sweeper: see _TO_PUBLISH.
 _ENQUEUED = f"""CASE WHEN r.batch_index < {PUBLISH_NOW} THEN now()
     ELSE timestamptz 'epoch' + r.batch_index * interval '1 microsecond' END"""
@@ -72,7 +77,8 @@ _INSERT = text(
            coalesce(hit.cost_usd, 0), r.fingerprint, NULL, 0, hit.result,
            CASE WHEN hit.result IS NULL THEN NULL ELSE now() END,
            CASE WHEN hit.result IS NULL THEN NULL ELSE now() END, now(), {_ENQUEUED},
-           r.reserve_usd, r.prompt, :batch_id, r.custom_id, r.batch_index
+           r.reserve_usd, r.prompt, :batch_id, r.custom_id, r.batch_index, hit.checks, r.priority,
+           :tier
     FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS {_RECORD}
     LEFT JOIN cache_entries hit
       ON hit.tenant_id = :tenant_id AND hit.fingerprint = r.fingerprint
@@ -89,7 +95,7 @@ _INSERT_FOLLOWER = text(
     VALUES (:id, :tenant_id, 'queued', :model, :model, 0, :task, :request, :metadata,
             :webhook_url, :max_attempts, :timeout_s, 0, 0, 0, 0, false, 0, :fingerprint,
             :leader_id, 0, NULL, NULL, NULL, now(), now(), :reserve_usd, :prompt, :batch_id,
-            :custom_id, :batch_index)
+            :custom_id, :batch_index, NULL, :priority, :tier)
     """
 ).bindparams(
     bindparam("request", type_=JSONB),
@@ -113,10 +119,12 @@ _SETTLE = text("SELECT batch_settle(:id)")
 # others are inserted as never published (enqueued_at long past, in input order), so
 # the sweeper's look for lost messages (aijobs/lost_work.py) publishes them as the
 # broker holds fewer messages than there are such jobs, up to a sweep's batch a pass.
+# Jobs of the batch tier are not published: the provider-batch dispatcher takes them.
 _TO_PUBLISH = text(
     """
     SELECT id FROM jobs
     WHERE batch_id = :id AND batch_index < :now AND status = 'queued' AND leader_id IS NULL
+      AND tier = 'standard'
     ORDER BY batch_index
     """
 )
@@ -142,26 +150,35 @@ def create(conn: Connection, params: Mapping[str, Any]) -> bool:
 
 
 def insert_jobs(
-    conn: Connection, tenant_id: uuid.UUID, batch_id: uuid.UUID, rows: Sequence[dict[str, Any]]
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    batch_id: uuid.UUID,
+    rows: Sequence[dict[str, Any]],
+    tier: str = "standard",
 ) -> None:
-    """The batch's jobs, CHUNK rows a statement; rows identical to a job in flight
-    follow it (one statement each: they are few)."""
+    """The batch's jobs, CHUNK rows a statement, queued for `tier`; rows identical to a
+    job in flight follow it (one statement each: they are few)."""
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start : start + CHUNK]
-        params = {"tenant_id": tenant_id, "batch_id": batch_id, "rows": json.dumps(chunk)}
+        params = {
+            "tenant_id": tenant_id,
+            "batch_id": batch_id,
+            "rows": json.dumps(chunk),
+            "tier": tier,
+        }
         inserted = {row[0] for row in conn.execute(_INSERT, params)}
         for row in chunk:
             if row["batch_index"] not in inserted:
-                _follow(conn, tenant_id, batch_id, row)
+                _follow(conn, tenant_id, batch_id, row, tier)
 
 
 def _follow(
-    conn: Connection, tenant_id: uuid.UUID, batch_id: uuid.UUID, row: dict[str, Any]
+    conn: Connection, tenant_id: uuid.UUID, batch_id: uuid.UUID, row: dict[str, Any], tier: str
 ) -> None:
     """Follow the identical job in flight; if it ended meanwhile, insert again (a hit
     or a leader now). As the single submit does, three rounds at most."""
-    params = {**row, "tenant_id": tenant_id, "batch_id": batch_id}
-    one = {"tenant_id": tenant_id, "batch_id": batch_id, "rows": json.dumps([row])}
+    params = {**row, "tenant_id": tenant_id, "batch_id": batch_id, "tier": tier}
+    one = {"tenant_id": tenant_id, "batch_id": batch_id, "rows": json.dumps([row]), "tier": tier}
     for _ in range(3):
         leader = conn.execute(job_transitions.JOIN_LIVE_LEADER, params).scalar()
         if leader is not None:

@@ -9,6 +9,7 @@ concurrent calls on any number of workers cannot overshoot a limit.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -81,38 +82,71 @@ class PeriodState:
         }
 
 
-_STATE = text(
-    f"""
-    SELECT t.daily_budget_usd, t.monthly_budget_usd,
-           CASE WHEN c.day = {TODAY} THEN c.day_spent ELSE 0 END,
-           coalesce(c.day_reserved, 0),
-           CASE WHEN c.month = {MONTH} THEN c.month_spent ELSE 0 END,
-           coalesce(c.month_reserved, 0)
+# The tenant's limits and its counters as the reservations see them (no counters row
+# yet, or a row of an earlier day or month, counts as nothing spent), and whether a
+# limit is already spent: the submit's check. Shared by `state` and by the submit's
+# insert, which folds the check into its one statement (aijobs/jobs/transitions.py).
+STATE_COLUMNS = (
+    "budget_daily_limit",
+    "budget_day_spent",
+    "budget_day_reserved",
+    "budget_monthly_limit",
+    "budget_month_spent",
+    "budget_month_reserved",
+)
+STATE_SELECT = f"""
+    SELECT t.daily_budget_usd AS budget_daily_limit,
+           CASE WHEN c.day = {TODAY} THEN c.day_spent ELSE 0 END AS budget_day_spent,
+           coalesce(c.day_reserved, 0) AS budget_day_reserved,
+           t.monthly_budget_usd AS budget_monthly_limit,
+           CASE WHEN c.month = {MONTH} THEN c.month_spent ELSE 0 END AS budget_month_spent,
+           coalesce(c.month_reserved, 0) AS budget_month_reserved
     FROM tenants t LEFT JOIN budget_counters c ON c.tenant_id = t.id
     WHERE t.id = :tenant_id
-    """
-)
+"""
+# Over a limit: that period's spend has reached it (reservations do not refuse a submit).
+SPENT_SQL = """(
+    (budget_daily_limit IS NOT NULL AND budget_day_spent >= budget_daily_limit)
+    OR (budget_monthly_limit IS NOT NULL AND budget_month_spent >= budget_monthly_limit)
+)"""
+_STATE = text(STATE_SELECT)
+
+
+def periods_of(row: Mapping[str, Any]) -> tuple[PeriodState, PeriodState]:
+    """(daily, monthly) from a row carrying STATE_COLUMNS."""
+    return (
+        PeriodState(
+            row["budget_daily_limit"],
+            Decimal(row["budget_day_spent"] or 0),
+            Decimal(row["budget_day_reserved"]),
+        ),
+        PeriodState(
+            row["budget_monthly_limit"],
+            Decimal(row["budget_month_spent"] or 0),
+            Decimal(row["budget_month_reserved"]),
+        ),
+    )
 
 
 def state(conn: Connection, tenant_id: uuid.UUID) -> tuple[PeriodState, PeriodState]:
     """(daily, monthly) as the counters the reservations use see them."""
-    row = conn.execute(_STATE, {"tenant_id": tenant_id}).one()
-    daily_limit, monthly_limit, day_spent, day_reserved, month_spent, month_reserved = row
-    return (
-        PeriodState(daily_limit, Decimal(day_spent or 0), Decimal(day_reserved)),
-        PeriodState(monthly_limit, Decimal(month_spent or 0), Decimal(month_reserved)),
-    )
+    return periods_of(dict(conn.execute(_STATE, {"tenant_id": tenant_id}).mappings().one()))
 
 
-def refuse_if_over(conn: Connection, tenant_id: uuid.UUID) -> None:
-    """402 at submit for a tenant whose spend has already reached a limit."""
-    for name, period in zip(("daily", "monthly"), state(conn, tenant_id), strict=True):
+def refuse_spent(daily: PeriodState, monthly: PeriodState) -> None:
+    """402 at submit when a period's spend has already reached its limit (SPENT_SQL)."""
+    for name, period in (("daily", daily), ("monthly", monthly)):
         if period.limit is not None and period.spent >= period.limit:
             BUDGET_REJECTIONS.labels("submit").inc()
             raise BudgetExceeded(
                 f"the {name} budget of {usd(period.limit)} USD is spent",
                 extra={"budget": period.as_json()},
             )
+
+
+def refuse_if_over(conn: Connection, tenant_id: uuid.UUID) -> None:
+    """402 at submit for a tenant whose spend has already reached a limit."""
+    refuse_spent(*state(conn, tenant_id))
 
 
 # Recounting a tenant's counters from the ledger (the attempts), when its budget is set

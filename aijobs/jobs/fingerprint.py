@@ -37,5 +37,7 @@ def fingerprint(tenant_id: uuid.UUID, request: JobRequest) -> str:
 
 
 def body_hash(request: JobRequest) -> str:
-    """The whole request as validated (defaults filled in)."""
-    return hashlib.sha256(_canonical(request.model_dump(mode="json"))).hexdigest()
+    """The whole request as validated (defaults filled in). A priority not sent is left
+    out, so a key accepted before the field existed still matches its body."""
+    unset = {"priority"} if request.priority is None else set()
+    return hashlib.sha256(_canonical(request.model_dump(mode="json", exclude=unset))).hexdigest()

@@ -81,6 +81,10 @@ class JobRequest(BaseModel):
     prompt: PromptRef | None = None
     subject: str | None = Field(default=None, min_length=1, max_length=200)
     checks: Checks = Field(default_factory=list)
+    # SPEC's "Priority and fair share". None: the route's default (interactive for
+    # POST /v1/jobs, batch for a batch's line). Not part of the dedup fingerprint: the
+    # same request has the same answer whatever its priority.
+    priority: Literal["interactive", "batch"] | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -5,7 +5,9 @@ SQL guarded by the state it leaves, so each is safe to run twice.
                                       follower of an identical job in flight
     claim       queued, due        -> running under a lease (the call recorded, its
                                       cost reserved), or failed (refused: it cannot fit
-                                      the budget even alone)
+                                      the budget even alone); a job queued for the batch
+                                      tier is claimed into a provider batch instead, at
+                                      its batch price, under that batch's lease
     wait        running (ours)     -> queued, waiting for budget (the call fits alone,
                                       not beside the reservations in flight)
     wake        waiting for budget -> queued and due (a settle freed room)
@@ -14,7 +16,10 @@ SQL guarded by the state it leaves, so each is safe to run twice.
     fall back   running (ours)     -> queued, on the next model
     judge       running (ours)     -> running (ours), its call recorded and a judge
                                       check's call reserved as the next attempt (or
-                                      failed budget_exceeded when it cannot fit)
+                                      failed budget_exceeded when it cannot fit alone)
+    judge wait  running (ours)     -> queued with the judge pending, waiting for budget
+                                      (the judge fits alone, not beside the calls in
+                                      flight); its next claim is that judge's call
     fail        running (ours)     -> failed
     cancel      queued | running   -> cancelled
     lapse       running, lease out -> queued (its lost call charged at its reservation),
@@ -39,10 +44,19 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, RowMapping, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 
-from aijobs.billing.budget import MONTH, TODAY
+from aijobs.billing.budget import (
+    MONTH,
+    SPENT_SQL,
+    STATE_SELECT,
+    TODAY,
+    periods_of,
+    refuse_spent,
+)
+from aijobs.db import DriverStatement, run_on_driver
 from aijobs.jobs.view import VIEW_COLUMNS
 from aijobs.lost_work import Waiting
 
@@ -54,20 +68,21 @@ TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 _COLUMNS = """id, tenant_id, status, model, current_model, model_attempts, task, request,
     metadata, webhook_url, max_attempts, timeout_s, attempts, input_tokens, output_tokens,
     cost_usd, cache_hit, saved_usd, fingerprint, leader_id, followers, result, started_at,
-    finished_at, created_at, enqueued_at, reserve_usd, prompt"""
+    finished_at, created_at, enqueued_at, reserve_usd, prompt, checks, priority"""
 
 # What a submit returns: the job to show, and what the API counts it by.
-_RETURNING = ", ".join((*VIEW_COLUMNS, "leader_id", "saved_usd"))
+_RETURNED = (*VIEW_COLUMNS, "leader_id", "saved_usd")
+_RETURNING = ", ".join(_RETURNED)
 
 # One round trip: look the cache up and insert the job, finished if it was a hit. An
 # identical request already in flight makes the insert do nothing (the unique index
 # on in-flight leaders): the caller then follows that leader.
-_INSERT = text(
-    f"""
-    WITH hit AS (
-        SELECT result, model, cost_usd FROM cache_entries
+_HIT = """
+    hit AS (
+        SELECT result, model, cost_usd, checks FROM cache_entries
         WHERE tenant_id = :tenant_id AND fingerprint = :fingerprint AND expires_at > now()
-    )
+    )"""
+_INSERT_JOB = f"""
     INSERT INTO jobs ({_COLUMNS})
     SELECT :id, :tenant_id, CASE WHEN hit.result IS NULL THEN 'queued' ELSE 'succeeded' END,
            :model, coalesce(hit.model, :model), 0, :task, :request, :metadata, :webhook_url,
@@ -75,18 +90,34 @@ _INSERT = text(
            coalesce(hit.cost_usd, 0), :fingerprint, NULL, 0, hit.result,
            CASE WHEN hit.result IS NULL THEN NULL ELSE now() END,
            CASE WHEN hit.result IS NULL THEN NULL ELSE now() END, now(), now(), :reserve_usd,
-           :prompt
-    FROM (SELECT 1) AS one LEFT JOIN hit ON true
+           :prompt, hit.checks, :priority
+    FROM {{source}}
     ON CONFLICT (tenant_id, fingerprint)
         WHERE leader_id IS NULL AND status IN ('queued', 'running') DO NOTHING
-    RETURNING {_RETURNING}
-    """
-).bindparams(
+    RETURNING {_RETURNING}"""
+_INSERT_PARAMS = (
     bindparam("request", type_=JSONB),
     bindparam("metadata", type_=JSONB),
     bindparam("reserve_usd", type_=JSONB),
     bindparam("prompt", type_=JSONB(none_as_null=True)),
 )
+_INSERT = text(
+    f"WITH {_HIT}" + _INSERT_JOB.format(source="(SELECT 1) AS one LEFT JOIN hit ON true")
+).bindparams(*_INSERT_PARAMS)
+# The same for a tenant with a budget, its submit check folded in (still one round
+# trip): the tenant's budget state is read beside the cache, and the job is inserted
+# only when no limit is spent. Always one row: the budget state, and the job's columns
+# (all NULL when a limit is spent, or when an identical job is in flight).
+_INSERT_BUDGETED = text(
+    f"""
+    WITH budget AS (
+        SELECT *, {SPENT_SQL} AS budget_spent FROM ({STATE_SELECT}) AS state
+    ), {_HIT}, job AS ({
+        _INSERT_JOB.format(source="budget LEFT JOIN hit ON true WHERE NOT budget.budget_spent")
+    })
+    SELECT budget.*, job.* FROM budget LEFT JOIN job ON true
+    """
+).bindparams(*_INSERT_PARAMS)
 
 # Count one more follower on the live leader of the same request (not the job itself):
 # the row lock makes the leader's settle wait for our commit, so it cannot miss us.
@@ -103,7 +134,7 @@ _INSERT_FOLLOWER = text(
     INSERT INTO jobs ({_COLUMNS})
     VALUES (:id, :tenant_id, 'queued', :model, :model, 0, :task, :request, :metadata,
             :webhook_url, :max_attempts, :timeout_s, 0, 0, 0, 0, false, 0, :fingerprint,
-            :leader_id, 0, NULL, NULL, NULL, now(), now(), :reserve_usd, :prompt)
+            :leader_id, 0, NULL, NULL, NULL, now(), now(), :reserve_usd, :prompt, NULL, :priority)
     RETURNING {_RETURNING}
     """
 ).bindparams(
@@ -115,10 +146,40 @@ _INSERT_FOLLOWER = text(
 _SUBMITTED = text(f"SELECT {_RETURNING} FROM jobs WHERE id = :id")
 
 
-def insert(conn: Connection, params: Mapping[str, Any]) -> RowMapping | None:
+_INSERT_ON_DRIVER = DriverStatement(_INSERT)
+_INSERT_BUDGETED_ON_DRIVER = DriverStatement(_INSERT_BUDGETED)
+
+
+def _driver_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The insert's parameters for the driver: its JSONB ones wrapped as SQLAlchemy's
+    JSONB binds make them (None is JSON null, but a missing prompt is SQL NULL)."""
+    prompt = params["prompt"]
+    return {
+        **params,
+        "request": Jsonb(params["request"]),
+        "metadata": Jsonb(params["metadata"]),
+        "reserve_usd": Jsonb(params["reserve_usd"]),
+        "prompt": None if prompt is None else Jsonb(prompt),
+    }
+
+
+def insert(conn: Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
     """(none) -> queued, or succeeded from the cache. None when an identical job is in
-    flight: follow it (`follow`)."""
-    return conn.execute(_INSERT, params).mappings().first()
+    flight: follow it (`follow`). The hottest statement: run on the driver."""
+    return run_on_driver(conn, _INSERT_ON_DRIVER, _driver_params(params))
+
+
+def insert_budgeted(conn: Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """`insert` for a tenant with a budget, refused (BudgetExceeded, nothing written)
+    when a limit is already spent, in the same statement."""
+    row = run_on_driver(conn, _INSERT_BUDGETED_ON_DRIVER, _driver_params(params))
+    assert row is not None  # the budget's state: always one row
+    if row["budget_spent"]:
+        refuse_spent(*periods_of(row))
+        raise AssertionError("budget_spent without a spent period")  # SPENT_SQL agrees
+    if row["id"] is None:
+        return None
+    return {name: row[name] for name in _RETURNED}
 
 
 def follow(conn: Connection, params: Mapping[str, Any]) -> RowMapping | None:
@@ -137,6 +198,28 @@ def submitted(conn: Connection, job_id: uuid.UUID) -> RowMapping:
 
 # --- claim and settle (the worker) --------------------------------------------------
 
+
+# The most a job's next call may cost: its model's call (and what a check retry adds to
+# it), or, with a judge pending, that judge's call (computed when the judge waited). A
+# call in a provider batch is reserved at the batch price (`batch:<model>`).
+def _reserve(batch: bool) -> str:
+    model_call = (
+        "coalesce((reserve_usd ->> ('batch:' || current_model))::numeric,"
+        " (reserve_usd ->> current_model)::numeric, 0)"
+        if batch
+        else "coalesce((reserve_usd ->> current_model)::numeric, 0)"
+    )
+    return f"""CASE WHEN judge_pending IS NULL
+               THEN {model_call} + retry_reserve_usd
+               ELSE (judge_pending ->> 'reserve')::numeric END"""
+
+
+RESERVE = _reserve(batch=False)
+# What a queued job's next call reserves, on whichever tier it is queued for.
+QUEUED_RESERVE = f"""CASE WHEN tier = 'batch' THEN {_reserve(batch=True)}
+                    ELSE {RESERVE} END"""
+
+
 # queued (and due) -> running under our lease, counting the call we are about to make,
 # reserving its maximum cost against the tenant's budget (check and add in one step,
 # so concurrent claims on any number of workers cannot overshoot), and recording the
@@ -145,21 +228,29 @@ def submitted(conn: Connection, job_id: uuid.UUID) -> RowMapping:
 # statement also says whether it would fit with nothing else reserved (`fits_alone`):
 # then it waits for the reservations to settle (wait_for_budget), else it is refused.
 # A tenant without a budget never reads its counters here.
-_CLAIM = text(
-    f"""
+def _claim_statement(tier: str) -> TextClause:
+    """The claim of a job queued for `tier`: standard (one call, under a lease the
+    worker renews), or batch (the call goes in provider batch :provider_batch_id, at its
+    batch reservation, under a lease that does not lapse while that batch is in flight:
+    worker/provider_batches/; any later call of the job is standard)."""
+    batch = tier == "batch"
+    lease = "'infinity'::timestamptz" if batch else "now() + make_interval(secs => :lease_s)"
+    reserve = _reserve(batch)
+    in_batch = "CAST(:provider_batch_id AS uuid)" if batch else "NULL"
+    return text(
+        f"""
     WITH claimed AS (
         UPDATE jobs SET status = 'running', attempts = attempts + 1,
-               model_attempts = model_attempts + 1, lease_owner = :owner,
-               lease_expires_at = now() + make_interval(secs => :lease_s),
+               model_attempts = model_attempts + CASE WHEN judge_pending IS NULL THEN 1
+                                                      ELSE 0 END,
+               lease_owner = :owner, lease_expires_at = {lease}, tier = 'standard',
                started_at = coalesce(started_at, now()), next_attempt_at = NULL
-        WHERE id = :id AND status = 'queued' AND leader_id IS NULL
+        WHERE id = :id AND status = 'queued' AND leader_id IS NULL AND tier = '{tier}'
           AND coalesce(next_attempt_at, now()) <= now()
         RETURNING id, tenant_id, current_model, request, timeout_s, max_attempts, attempts,
-                  model_attempts,
-                  coalesce((reserve_usd ->> current_model)::numeric, 0) + retry_reserve_usd
-                      AS reserve,
+                  model_attempts, {reserve} AS reserve,
                   started_at = now() AS first_start, retry_messages,
-                  coalesce(prompt ->> 'name', '') AS prompt_name
+                  coalesce(prompt ->> 'name', '') AS prompt_name, judge_pending
     ), limits AS (
         SELECT t.daily_budget_usd AS daily, t.monthly_budget_usd AS monthly
         FROM tenants t JOIN claimed k ON t.id = k.tenant_id
@@ -185,9 +276,10 @@ _CLAIM = text(
     ), started AS (
         INSERT INTO attempts (job_id, tenant_id, attempt_no, model, worker, outcome,
                               started_at, input_tokens, output_tokens, cost_usd, reserved_usd,
-                              budget_held, cost_estimated)
-        SELECT id, tenant_id, attempts, current_model, :owner, 'started', now(), 0, 0, 0,
-               reserve, EXISTS (SELECT 1 FROM budget), false
+                              budget_held, cost_estimated, kind, provider_batch_id)
+        SELECT id, tenant_id, attempts, coalesce(judge_pending ->> 'model', current_model),
+               :owner, 'started', now(), 0, 0, 0, reserve, EXISTS (SELECT 1 FROM budget),
+               false, CASE WHEN judge_pending IS NULL THEN 'call' ELSE 'judge' END, {in_batch}
         FROM allowed
     ), alone AS (
         SELECT (l.daily IS NULL OR (CASE WHEN c.day = {TODAY} THEN c.day_spent ELSE 0 END)
@@ -201,10 +293,14 @@ _CLAIM = text(
            EXISTS (SELECT 1 FROM budget),
            CASE WHEN EXISTS (SELECT 1 FROM allowed) THEN true
                 ELSE coalesce((SELECT fits FROM alone), false) END,
-           k.first_start, k.retry_messages, k.prompt_name
+           k.first_start, k.retry_messages, k.prompt_name, k.judge_pending
     FROM claimed k
     """
-)
+    )
+
+
+_CLAIM = _claim_statement("standard")
+_CLAIM_FOR_PROVIDER_BATCH = _claim_statement("batch")
 
 # A call that fits the budget alone but not beside the reservations of calls in flight:
 # running (ours, just claimed) -> queued, its attempt uncounted, waiting for budget
@@ -228,8 +324,10 @@ _WAIT_FOR_BUDGET = text(
         WHERE c.tenant_id = :tenant_id
         FOR UPDATE OF c
     )
-    UPDATE jobs j SET status = 'queued', attempts = j.attempts - 1,
-           model_attempts = j.model_attempts - 1, lease_owner = NULL, lease_expires_at = NULL,
+    UPDATE jobs j SET status = 'queued', attempts = j.attempts - 1, tier = :tier,
+           model_attempts = j.model_attempts - CASE WHEN j.judge_pending IS NULL THEN 1
+                                                    ELSE 0 END,
+           lease_owner = NULL, lease_expires_at = NULL,
            enqueued_at = now(), started_at = CASE WHEN :first_start THEN NULL ELSE j.started_at END,
            next_attempt_at = CASE WHEN coalesce(r.fits, true) THEN NULL ELSE {BUDGET_WAIT} END
     FROM (SELECT 1) AS one LEFT JOIN room r ON true
@@ -246,9 +344,7 @@ _WAIT_FOR_BUDGET = text(
 _WAKE_BUDGET_WAITERS = text(
     f"""
     WITH waiting AS (
-        SELECT j.id, j.tenant_id, j.created_at,
-               coalesce((j.reserve_usd ->> j.current_model)::numeric, 0) + j.retry_reserve_usd
-                   AS reserve
+        SELECT j.id, j.tenant_id, j.created_at, {QUEUED_RESERVE} AS reserve
         FROM jobs j
         WHERE j.status = 'queued' AND j.next_attempt_at = {BUDGET_WAIT}
           AND (CAST(:tenant_id AS uuid) IS NULL OR j.tenant_id = CAST(:tenant_id AS uuid))
@@ -319,10 +415,10 @@ def _settle(transition: str, then: str = "") -> TextClause:
         f"""
         WITH {_RECORD_CALL_CTES}, ended AS (
             UPDATE jobs SET {transition}, lease_owner = NULL, lease_expires_at = NULL, {_USAGE},
-                   checks = coalesce(:job_checks, checks)
+                   checks = coalesce(:job_checks, checks), judge_pending = NULL
             WHERE id IN (SELECT job_id FROM call) AND status = 'running'
               AND lease_owner = :owner AND attempts = :attempt_no
-            RETURNING id, tenant_id, fingerprint, current_model, followers
+            RETURNING id, tenant_id, fingerprint, current_model, followers, checks
         ), kept_cost AS (
             UPDATE jobs SET {_USAGE}
             WHERE id IN (SELECT job_id FROM call) AND NOT EXISTS (SELECT 1 FROM ended)
@@ -340,17 +436,20 @@ def _settle(transition: str, then: str = "") -> TextClause:
 _NO_RETRY_MESSAGES = "retry_messages = NULL, retry_reserve_usd = 0"
 
 
-# A success of a job with a fingerprint (cache on) is written to the exact cache.
+# A success of a job with a fingerprint (cache on) is written to the exact cache, with the
+# checks its output passed (shown on the jobs the entry answers).
 _CACHE_RESULT = """, cached AS (
             INSERT INTO cache_entries (tenant_id, fingerprint, result, model, cost_usd,
-                                       input_tokens, output_tokens, created_at, expires_at)
+                                       input_tokens, output_tokens, checks, created_at,
+                                       expires_at)
             SELECT tenant_id, fingerprint, :result, current_model, :cache_cost_usd, :input_tokens,
-                   :output_tokens, now(), now() + make_interval(secs => :cache_ttl_s)
+                   :output_tokens, checks, now(), now() + make_interval(secs => :cache_ttl_s)
             FROM ended WHERE fingerprint IS NOT NULL
             ON CONFLICT (tenant_id, fingerprint) DO UPDATE SET
                 result = EXCLUDED.result, model = EXCLUDED.model, cost_usd = EXCLUDED.cost_usd,
                 input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens,
-                created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
+                checks = EXCLUDED.checks, created_at = EXCLUDED.created_at,
+                expires_at = EXCLUDED.expires_at
         )"""
 _SUCCEED = _settle(
     f"status = 'succeeded', finished_at = now(), result = :result, {_NO_RETRY_MESSAGES}",
@@ -380,8 +479,10 @@ _FALLBACK = _settle(
 _REFUSED = text(
     """
     UPDATE jobs SET status = 'failed', finished_at = now(), attempts = attempts - 1,
-           model_attempts = model_attempts - 1, error_code = :code, error_retryable = false,
-           error_message = :message, lease_owner = NULL, lease_expires_at = NULL
+           model_attempts = model_attempts - CASE WHEN judge_pending IS NULL THEN 1 ELSE 0 END,
+           error_code = :code, error_retryable = false, error_message = :message,
+           lease_owner = NULL, lease_expires_at = NULL,
+           result = coalesce(judge_pending -> 'result', result), judge_pending = NULL
     WHERE id = :id AND status = 'running' AND lease_owner = :owner AND attempts = :attempt_no
     RETURNING followers
     """
@@ -414,6 +515,10 @@ class Claimed:
     # (their cost is in reserved_usd).
     retry_messages: list[dict[str, str]] = field(default_factory=list)
     prompt_name: str = ""  # the prompt the job was rendered from, or ""
+    tier: str = "standard"  # batch: a call in a provider batch, priced at the batch price
+    # A judge that waited for budget: this claim is its call (kind judge, reserved as
+    # pending["reserve"]), about the output kept in pending (worker/judging.py).
+    judge_pending: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -462,11 +567,33 @@ def claim(
     conn: Connection, job_id: uuid.UUID, owner: str, lease_s: float
 ) -> Claimed | Refused | OverReserved | None:
     """Take the job, reserve the call's cost and record the attempt, before the call.
-    None when the job is not ours to run (taken, finished, not due, waiting for budget);
+    None when the job is not ours to run (taken, finished, not due, waiting for budget,
+    queued for a provider batch);
     Refused when the call cannot fit the budget even alone, or every attempt was used;
     OverReserved when it only waits for other calls' reservations (wait_for_budget)."""
     params = {"id": job_id, "owner": owner, "lease_s": lease_s}
-    row = conn.execute(_CLAIM, params).first()
+    return _claimed(conn, _CLAIM, job_id, owner, params, "standard")
+
+
+def claim_for_provider_batch(
+    conn: Connection, job_id: uuid.UUID, owner: str, provider_batch_id: uuid.UUID
+) -> Claimed | Refused | OverReserved | None:
+    """queued for the batch tier -> running in a provider batch: as `claim`, at the
+    call's batch reservation, its attempt naming the provider batch, its lease held
+    until that batch ends (the sweeper does not take it back meanwhile)."""
+    params = {"id": job_id, "owner": owner, "provider_batch_id": provider_batch_id}
+    return _claimed(conn, _CLAIM_FOR_PROVIDER_BATCH, job_id, owner, params, "batch")
+
+
+def _claimed(
+    conn: Connection,
+    statement: TextClause,
+    job_id: uuid.UUID,
+    owner: str,
+    params: Mapping[str, Any],
+    tier: str,
+) -> Claimed | Refused | OverReserved | None:
+    row = conn.execute(statement, params).first()
     if row is None:
         return None
     (
@@ -484,6 +611,7 @@ def claim(
         first_start,
         retry_messages,
         prompt_name,
+        judge_pending,
     ) = row
     if not allowed and model_attempt_no <= max_attempts and fits_alone:
         return OverReserved(job_id, tenant_id, attempt_no, Decimal(reserved), bool(first_start))
@@ -493,7 +621,8 @@ def claim(
             message = f"all {max_attempts} attempts were used (the last was interrupted)"
         else:
             code = "budget_exceeded"
-            message = "the call cannot fit the tenant's budget; it was not made"
+            what = "judge call" if judge_pending is not None else "call"
+            message = f"the {what} cannot fit the tenant's budget; it was not made"
         refused = {
             "id": job_id,
             "owner": owner,
@@ -516,14 +645,19 @@ def claim(
         budget_held=bool(held),
         retry_messages=list(retry_messages or []),
         prompt_name=str(prompt_name),
+        tier=tier,
+        judge_pending=judge_pending,
     )
 
 
-def wait_for_budget(conn: Connection, job: OverReserved, owner: str) -> bool | None:
-    """running (ours, over-reserved) -> queued, waiting for budget, its attempt uncounted.
-    False when the room is there by now: the job is queued and due (claim it again);
-    None when the job left our hands meanwhile (cancelled)."""
+def wait_for_budget(
+    conn: Connection, job: OverReserved, owner: str, tier: str = "standard"
+) -> bool | None:
+    """running (ours, over-reserved) -> queued, waiting for budget, its attempt uncounted
+    (for its call on `tier` again). False when the room is there by now: the job is
+    queued and due (claim it again); None when the job left our hands meanwhile."""
     params = {
+        "tier": tier,
         "id": job.id,
         "owner": owner,
         "attempt_no": job.attempt_no,
@@ -718,16 +852,44 @@ _CLAIM_JUDGE = text(
         SELECT id, tenant_id, :attempt_no + 1, :model, :owner, 'started', now(), 0, 0, 0,
                :reserve, EXISTS (SELECT 1 FROM budget), false, 'judge'
         FROM allowed
+    ), alone AS (
+        SELECT (l.daily IS NULL OR (CASE WHEN c.day = {TODAY} THEN c.day_spent ELSE 0 END)
+                                   + :reserve <= l.daily)
+               AND (l.monthly IS NULL OR (CASE WHEN c.month = {MONTH} THEN c.month_spent
+                                          ELSE 0 END) + :reserve <= l.monthly) AS fits
+        FROM budget_counters c, job k, limits l WHERE c.tenant_id = k.tenant_id
     )
     SELECT EXISTS (SELECT 1 FROM job), EXISTS (SELECT 1 FROM allowed),
-           EXISTS (SELECT 1 FROM budget)
+           EXISTS (SELECT 1 FROM budget), coalesce((SELECT fits FROM alone), true)
     """
 )
+# A judge's call that fits the budget alone but not beside the reservations in flight:
+# running (ours) -> queued, waiting for budget as a claim's wait does (_WAIT_FOR_BUDGET:
+# the counters row locked and read again, so no wake is lost), keeping the output and
+# the checks so far in judge_pending: its next claim is that judge's call.
+_WAIT_FOR_JUDGE = text(
+    f"""
+    WITH room AS (
+        SELECT {_FITS_NOW} AS fits
+        FROM budget_counters c JOIN tenants t ON t.id = c.tenant_id
+        WHERE c.tenant_id = :tenant_id
+        FOR UPDATE OF c
+    )
+    UPDATE jobs j SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+           enqueued_at = now(), judge_pending = :pending,
+           next_attempt_at = CASE WHEN coalesce(r.fits, true) THEN NULL ELSE {BUDGET_WAIT} END
+    FROM (SELECT 1) AS one LEFT JOIN room r ON true
+    WHERE j.id = :id AND j.status = 'running' AND j.lease_owner = :owner
+      AND j.attempts = :attempt_no
+    RETURNING NOT coalesce(r.fits, true)
+    """
+).bindparams(bindparam("pending", type_=JSONB))
 _JUDGE_REFUSED = text(
     """
     UPDATE jobs SET status = 'failed', finished_at = now(), error_code = 'budget_exceeded',
            error_retryable = false, result = :result, lease_owner = NULL,
            lease_expires_at = NULL, retry_messages = NULL, retry_reserve_usd = 0,
+           judge_pending = NULL,
            error_message = 'the judge call cannot fit the tenant''s budget; it was not made'
     WHERE id = :id AND status = 'running' AND lease_owner = :owner AND attempts = :attempt_no
     RETURNING followers
@@ -745,8 +907,9 @@ def claim_judge(
     conn: Connection, job: Claimed, owner: str, model: str, reserve: Decimal
 ) -> Claimed | str:
     """running (ours) -> running (ours) with the judge's call reserved and recorded as the
-    next attempt: the Claimed to settle it with. Else "gone" (the job left our hands)
-    or "over_budget" (it does not fit the budget beside the calls in flight)."""
+    next attempt: the Claimed to settle it with. Else "gone" (the job left our hands),
+    "over_reserved" (it fits the budget alone, not beside the calls in flight: wait_judge)
+    or "over_budget" (it cannot fit even alone)."""
     params = {
         "id": job.id,
         "owner": owner,
@@ -754,12 +917,30 @@ def claim_judge(
         "model": model,
         "reserve": reserve,
     }
-    ours, allowed, held = conn.execute(_CLAIM_JUDGE, params).one()
+    ours, allowed, held, fits_alone = conn.execute(_CLAIM_JUDGE, params).one()
     if not ours:
         return "gone"
     if not allowed:
-        return "over_budget"
+        return "over_reserved" if fits_alone else "over_budget"
     return replace(job, attempt_no=job.attempt_no + 1, reserved_usd=reserve, budget_held=held)
+
+
+def wait_judge(
+    conn: Connection, job: Claimed, owner: str, pending: dict[str, Any], reserve: Decimal
+) -> bool | None:
+    """running (ours) -> queued with a judge pending (`pending`, whose call reserves
+    `reserve`), waiting for budget: True; False when the room is there by now (queued
+    and due: publish it); None when the job left our hands."""
+    params = {
+        "id": job.id,
+        "owner": owner,
+        "attempt_no": job.attempt_no,
+        "tenant_id": job.tenant_id,
+        "reserve": reserve,
+        "pending": pending,
+    }
+    row = conn.execute(_WAIT_FOR_JUDGE, params).first()
+    return None if row is None else bool(row[0])
 
 
 def refuse_judge(conn: Connection, job: Claimed, owner: str, result: dict[str, Any]) -> Settled:
@@ -831,7 +1012,10 @@ def retry_for_quota(
 
 
 _CURRENT_MODEL = text(
-    "SELECT current_model, timeout_s FROM jobs WHERE id = :id AND status = 'queued'"
+    """
+    SELECT coalesce(judge_pending ->> 'model', current_model), timeout_s
+    FROM jobs WHERE id = :id AND status = 'queued'
+    """
 )
 _DEFER = text(
     """
@@ -866,7 +1050,7 @@ _CANCEL = text(
     """
     UPDATE jobs SET status = 'cancelled', finished_at = now(), error_code = 'cancelled',
            error_message = 'cancelled by the client', error_retryable = false,
-           lease_owner = NULL, lease_expires_at = NULL
+           lease_owner = NULL, lease_expires_at = NULL, judge_pending = NULL
     WHERE id = :id AND status IN ('queued', 'running')
     RETURNING leader_id IS NULL AND followers > 0
     """
@@ -903,7 +1087,9 @@ _CLOSE_LOST_CALLS = text(
         WHERE a.job_id = j.id AND a.outcome = 'started'
           AND ((j.status = 'running' AND j.lease_expires_at < now())
                OR (j.status <> 'running'
-                   AND a.started_at < now() - make_interval(secs => j.timeout_s + :grace_s)))
+                   AND a.started_at < now() - make_interval(secs => j.timeout_s + :grace_s)
+                   AND NOT EXISTS (SELECT 1 FROM provider_batches p
+                                   WHERE p.id = a.provider_batch_id AND p.state <> 'ended')))
         RETURNING a.job_id, a.tenant_id, a.reserved_usd, a.budget_held
     ), charged AS (
         UPDATE jobs j SET cost_usd = j.cost_usd + s.total
@@ -927,7 +1113,8 @@ _CLOSE_LOST_CALLS = text(
 _REQUEUE_LAPSED = text(
     """
     WITH lapsed AS (
-        SELECT id, current_model, model_attempts >= max_attempts AS used_up,
+        SELECT id, current_model,
+               model_attempts >= max_attempts AND judge_pending IS NULL AS used_up,
                jsonb_build_array(request -> 'model')
                    || coalesce(request -> 'fallbacks', '[]'::jsonb) AS models
         FROM jobs WHERE status = 'running' AND lease_expires_at < now()
@@ -964,7 +1151,7 @@ _MARK_DUE_RETRIES = text(
 )
 _UNCLAIMED = Waiting.of(
     "jobs",
-    """status = 'queued' AND leader_id IS NULL
+    """status = 'queued' AND leader_id IS NULL AND tier = 'standard'
        AND coalesce(next_attempt_at, '-infinity') <= now()
        AND enqueued_at < now() - make_interval(secs => :stale_s)""",
 )
@@ -1008,6 +1195,7 @@ _RERUN_FROM_CACHE = text(
     """
     UPDATE jobs j SET status = 'succeeded', finished_at = now(), result = c.result,
            current_model = c.model, cache_hit = true, saved_usd = j.saved_usd + c.cost_usd,
+           checks = c.checks,
            error_code = NULL, error_message = NULL, error_retryable = NULL
     FROM cache_entries c
     WHERE j.id = :id AND c.tenant_id = j.tenant_id AND c.fingerprint = j.fingerprint
@@ -1024,7 +1212,7 @@ _REQUEUE_FOR_RERUN = text(
            current_model = model, model_attempts = 0, next_attempt_at = NULL,
            enqueued_at = now(), lease_owner = NULL, lease_expires_at = NULL,
            cache_hit = false, leader_id = :leader_id, followers = 0, checks = NULL,
-           retry_messages = NULL, retry_reserve_usd = 0
+           retry_messages = NULL, retry_reserve_usd = 0, judge_pending = NULL
     WHERE id = :id
     """
 )
@@ -1063,13 +1251,14 @@ def rerun(conn: Connection, job_id: uuid.UUID) -> Rerun:
 # --- followers (identical jobs waiting on a leader) ---------------------------------
 
 # A follower of a leader that succeeded is a cache hit (cost 0, the call's price saved);
-# of one that failed, it fails with the same error.
+# of one that failed, it fails with the same error. Either way it shows the leader's checks.
 _FINISH_FOLLOWERS = text(
     """
     UPDATE jobs f SET status = l.status, started_at = coalesce(f.started_at, now()),
            finished_at = now(), result = l.result, error_code = l.error_code,
            error_message = l.error_message, error_retryable = l.error_retryable,
            current_model = l.current_model, cache_hit = (l.status = 'succeeded'),
+           checks = l.checks,
            saved_usd = CASE WHEN l.status = 'succeeded' THEN coalesce(
                (SELECT c.cost_usd FROM cache_entries c
                 WHERE c.tenant_id = l.tenant_id AND c.fingerprint = l.fingerprint), 0)
@@ -1191,7 +1380,7 @@ _PURGE_EXPIRED = text(
     ), purged AS (
         UPDATE jobs j SET purged = true, request = '{}'::jsonb, result = NULL,
                metadata = '{}'::jsonb, error_message = NULL, fingerprint = NULL,
-               retry_messages = NULL
+               retry_messages = NULL, judge_pending = NULL
         FROM expired e WHERE j.id = e.id
         RETURNING j.id
     ), calls AS (

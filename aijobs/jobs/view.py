@@ -51,6 +51,7 @@ VIEW_COLUMNS = (
     "checks",
     "batch_id",
     "custom_id",
+    "priority",
 )
 
 
@@ -97,4 +98,7 @@ def view(row: Mapping[str, Any]) -> dict[str, Any]:
         # A batch's job: its batch and the custom_id its line gave (else both None).
         "batch_id": str(row["batch_id"]) if row["batch_id"] is not None else None,
         "custom_id": row["custom_id"],
+        # interactive | batch (SPEC's "Priority and fair share"): recorded, not yet
+        # an order of work (docs/api.md, Differences).
+        "priority": row["priority"],
     }

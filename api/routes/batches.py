@@ -34,8 +34,10 @@ def _publish(job_ids: list[Any]) -> None:
         publish_run(job_id)
 
 
-async def _read_ndjson(request: Request, tenant: TenantInfo, hasher: Any) -> intake.Intake:
-    reader = intake.Intake(tenant.id)
+async def _read_ndjson(
+    request: Request, tenant: TenantInfo, hasher: Any, tier: str
+) -> intake.Intake:
+    reader = intake.Intake(tenant.id, tier)
     pending = b""
     async for chunk in request.stream():
         hasher.update(chunk)
@@ -81,7 +83,7 @@ async def submit_batch(
         except ValidationError as exc:
             raise InvalidRequest(f"invalid batch options: {exc}") from exc
         service.check_options(options)
-        reader = await _read_ndjson(request, tenant, hasher)
+        reader = await _read_ndjson(request, tenant, hasher, options.tier)
     else:
         if webhook_url is not None or tier is not None:
             raise InvalidRequest("with a JSON body, webhook_url and tier go in the body")
@@ -92,7 +94,7 @@ async def submit_batch(
         options, jobs = intake.json_lines(body)
         del body
         service.check_options(options)
-        reader = intake.Intake(tenant.id)
+        reader = intake.Intake(tenant.id, options.tier)
         await run_in_threadpool(_feed_values, reader, jobs)
     return await run_in_threadpool(
         _submit, tenant, options, reader, idempotency_key, hasher.hexdigest(), background

@@ -50,16 +50,21 @@ def submit_job(
     if submitted is None:
         if tenant.rpm:
             rate_limit.check_submissions(tenant.id, tenant.rpm)
-        with session_scope() as session:
-            submitted = submission.submit(
-                session,
-                tenant.id,
-                body,
-                idempotency_key=idempotency_key,
-                refuse_unconfigured=True,
-                budgeted=tenant.daily_budget_usd is not None
-                or tenant.monthly_budget_usd is not None,
+        budgeted = tenant.daily_budget_usd is not None or tenant.monthly_budget_usd is not None
+        if idempotency_key is None:
+            submitted = submission.submit_new(
+                tenant.id, body, refuse_unconfigured=True, budgeted=budgeted
             )
+        else:
+            with session_scope() as session:
+                submitted = submission.submit(
+                    session,
+                    tenant.id,
+                    body,
+                    idempotency_key=idempotency_key,
+                    refuse_unconfigured=True,
+                    budgeted=budgeted,
+                )
     # Committed: enqueue only what is durable.
     job_id = submitted.row["id"]
     if submitted.publish:

@@ -176,10 +176,13 @@ def test_a_repeated_custom_id_is_refused(client: Client) -> None:
     assert _jobs_of(client) == []
 
 
-def test_the_batch_tier_is_not_available_yet(client: Client) -> None:
-    response = _post(client, {"jobs": [_line("a", unique())], "tier": "batch"})
+def test_the_batch_tier_refuses_sim_models(client: Client) -> None:
+    lines = [_line("a", unique(), model="openai/gpt-4o-mini"), _line("b", unique())]
+    response = _post(client, {"jobs": lines, "tier": "batch"})
     assert response.status_code == 422, response.text
-    assert response.json()["code"] == "unsupported"
+    problem = response.json()
+    assert problem["code"] == "unsupported"
+    assert (problem["index"], problem["custom_id"], problem["model"]) == (1, "b", "sim/echo")
     assert _jobs_of(client) == []
 
 

@@ -103,6 +103,18 @@ BAD_BODIES: list[tuple[str, Any, int, str]] = [
     ),
     (
         "unknown field",
+        {"model": "sim/echo", "messages": OK_MESSAGES, "urgency": 1},
+        422,
+        "invalid_request",
+    ),
+    (
+        "unknown priority",
+        {"model": "sim/echo", "messages": OK_MESSAGES, "priority": "urgent"},
+        422,
+        "invalid_request",
+    ),
+    (
+        "priority not a string",
         {"model": "sim/echo", "messages": OK_MESSAGES, "priority": 1},
         422,
         "invalid_request",

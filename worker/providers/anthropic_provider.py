@@ -8,6 +8,7 @@ built in aijobs/billing/call_bounds.py, where the reservation counts it).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -46,7 +47,7 @@ def _client() -> anthropic.AsyncAnthropic:
     )
 
 
-def _kwargs(name: str, request: JobRequest) -> dict[str, Any]:
+def message_kwargs(name: str, request: JobRequest) -> dict[str, Any]:
     messages = request.messages or []
     system = "\n\n".join(m.content for m in messages if m.role == "system")
     params = request.params
@@ -71,31 +72,36 @@ def _kwargs(name: str, request: JobRequest) -> dict[str, Any]:
     return kwargs
 
 
+def message_completion(message: anthropic.types.Message, request: JobRequest) -> Completion:
+    """What a Messages answer gave (a single call's, or a provider batch line's)."""
+    try:
+        content = ""
+        for block in message.content:
+            if block.type == "tool_use" and request.response_schema is not None:
+                content = json.dumps(block.input)
+                break
+            if block.type == "text":
+                content += block.text
+        usage = from_anthropic(message.usage)
+        return Completion(
+            content=content,
+            finish_reason=message.stop_reason or "end_turn",
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_input_tokens=usage.cached_input_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+        )
+    except SHAPE_ERRORS as exc:
+        raise unexpected_shape(exc) from exc
+
+
 class AnthropicProvider:
     async def run(self, name: str, request: JobRequest, timeout_s: float) -> Completion:
         if request.task != "chat":
             raise ProviderError("provider_error", "Anthropic has no embeddings", retryable=False)
+        # A raw response: its rate-limit headers pace the next calls (provider quotas).
         raw = await _client().messages.with_raw_response.create(
-            **_kwargs(name, request), timeout=timeout_s
+            **message_kwargs(name, request), timeout=timeout_s
         )
-        try:
-            message = await raw.parse()
-            content = ""
-            for block in message.content:
-                if block.type == "tool_use" and request.response_schema is not None:
-                    content = json.dumps(block.input)
-                    break
-                if block.type == "text":
-                    content += block.text
-            usage = from_anthropic(message.usage)
-            return Completion(
-                content=content,
-                finish_reason=message.stop_reason or "end_turn",
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cached_input_tokens=usage.cached_input_tokens,
-                cache_write_tokens=usage.cache_write_tokens,
-                headers=rate_limit_headers(raw.headers),
-            )
-        except SHAPE_ERRORS as exc:
-            raise unexpected_shape(exc) from exc
+        completion = message_completion(await raw.parse(), request)
+        return replace(completion, headers=rate_limit_headers(raw.headers))

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Mapping
+from typing import Any
 
-import anthropic
 import httpx2
-import openai
 
 from worker.providers.base import ProviderError, rate_limit_headers
 from worker.retry_policy import retry_after_s
@@ -54,7 +54,26 @@ def from_status(status: int, message: str, headers: Mapping[str, str] | None) ->
     )
 
 
-def _provider_code(exc: openai.APIStatusError | anthropic.APIStatusError) -> str | None:
+# The provider SDKs are imported by their providers on first use (worker/providers/
+# registry.py): each takes about a second to import, and a worker that never calls a
+# provider should not boot slower for it. An SDK that was never imported cannot have
+# raised, so only the loaded ones' exception classes are looked at.
+_SDKS = ("openai", "anthropic")
+_SDK_ERROR = {"openai": "OpenAIError", "anthropic": "AnthropicError"}
+
+
+def _sdk_classes(name: str) -> tuple[type[BaseException], ...]:
+    """The exception class `name` of each provider SDK loaded so far."""
+    loaded = (sys.modules.get(sdk) for sdk in _SDKS)
+    return tuple(getattr(module, name) for module in loaded if module is not None)
+
+
+def _sdk_base_classes() -> tuple[type[BaseException], ...]:
+    loaded = ((sdk, sys.modules.get(sdk)) for sdk in _SDKS)
+    return tuple(getattr(module, _SDK_ERROR[sdk]) for sdk, module in loaded if module is not None)
+
+
+def _provider_code(exc: Any) -> str | None:
     """The provider's own short error code (OpenAI `error.code` or `error.type`,
     Anthropic `error.type`), if it is an identifier."""
     body = exc.body
@@ -73,30 +92,27 @@ def map_exception(exc: BaseException) -> ProviderError:
     """Map an SDK or transport exception to a ProviderError whose message is ours."""
     if isinstance(exc, ProviderError):
         return exc
-    if isinstance(
-        exc, openai.APITimeoutError | anthropic.APITimeoutError | httpx2.TimeoutException
-    ):
+    if isinstance(exc, (*_sdk_classes("APITimeoutError"), httpx2.TimeoutException)):
         return ProviderError(
             "provider_timeout", "the provider did not answer in time", retryable=True
         )
-    if isinstance(exc, openai.APIStatusError | anthropic.APIStatusError):
-        code = _provider_code(exc)
+    if isinstance(exc, _sdk_classes("APIStatusError")):
+        status: Any = exc
+        code = _provider_code(status)
         log.warning(
             "provider answered HTTP %s (%s, code %s, request id %s)",
-            exc.status_code,
+            status.status_code,
             type(exc).__name__,
             code,
             getattr(exc, "request_id", None),
         )
         said = f" ({code})" if code else ""
         return from_status(
-            exc.status_code,
-            f"the provider answered HTTP {exc.status_code}{said}",
-            exc.response.headers,
+            status.status_code,
+            f"the provider answered HTTP {status.status_code}{said}",
+            status.response.headers,
         )
-    if isinstance(
-        exc, openai.APIConnectionError | anthropic.APIConnectionError | httpx2.TransportError
-    ):
+    if isinstance(exc, (*_sdk_classes("APIConnectionError"), httpx2.TransportError)):
         cause = exc.__cause__ or exc.__context__
         log.warning(
             "connection to the provider failed (%s, caused by %s)",
@@ -106,7 +122,7 @@ def map_exception(exc: BaseException) -> ProviderError:
         return ProviderError(
             "provider_error", "the connection to the provider failed", retryable=True
         )
-    if isinstance(exc, openai.OpenAIError | anthropic.AnthropicError):
+    if isinstance(exc, _sdk_base_classes()):
         log.warning("the provider's SDK failed (%s)", type(exc).__name__)
         return ProviderError(
             "provider_error",

@@ -3,6 +3,7 @@ Embeddings). The SDK's own retries are off: every call is one recorded attempt."
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -43,7 +44,7 @@ def _client() -> openai.AsyncOpenAI:
     )
 
 
-def _chat_kwargs(name: str, request: JobRequest) -> dict[str, Any]:
+def chat_kwargs(name: str, request: JobRequest) -> dict[str, Any]:
     model = f"openai/{name}"
     kwargs: dict[str, Any] = {
         "model": name,
@@ -59,55 +60,65 @@ def _chat_kwargs(name: str, request: JobRequest) -> dict[str, Any]:
     return kwargs
 
 
+def embed_kwargs(name: str, request: JobRequest) -> dict[str, Any]:
+    inputs = request.input if isinstance(request.input, list) else [request.input or ""]
+    return {"model": name, "input": inputs}
+
+
+def embeddings_completion(
+    embedded: openai.types.CreateEmbeddingResponse, request: JobRequest
+) -> Completion:
+    """What an Embeddings answer gave (a single call's, or a provider batch line's)."""
+    try:
+        ordered = sorted(embedded.data, key=lambda d: d.index)
+        vectors = [[float(x) for x in item.embedding] for item in ordered]
+        usage = embedded.usage
+        tokens = usage.prompt_tokens if usage else estimate_tokens(request_text(request))
+    except SHAPE_ERRORS as exc:
+        raise unexpected_shape(exc) from exc
+    return Completion(
+        content="",
+        finish_reason="stop",
+        input_tokens=tokens,
+        output_tokens=0,
+        embeddings=vectors,
+    )
+
+
+def chat_completion(response: openai.types.chat.ChatCompletion, request: JobRequest) -> Completion:
+    """What a Chat Completions answer gave (a single call's, or a provider batch line's)."""
+    if not response.choices:
+        raise ProviderError("provider_error", "the provider returned no choices", retryable=True)
+    try:
+        choice = response.choices[0]
+        content = str(choice.message.content or "")
+        if response.usage is not None:
+            counted = from_openai(response.usage)
+        else:
+            counted = Usage(estimate_tokens(request_text(request)), estimate_tokens(content))
+    except SHAPE_ERRORS as exc:
+        raise unexpected_shape(exc) from exc
+    return Completion(
+        content=content,
+        finish_reason=choice.finish_reason or "stop",
+        input_tokens=counted.input_tokens,
+        output_tokens=counted.output_tokens,
+        cached_input_tokens=counted.cached_input_tokens,
+    )
+
+
 class OpenAIProvider:
     async def run(self, name: str, request: JobRequest, timeout_s: float) -> Completion:
         client = _client()
+        # Raw responses: their rate-limit headers pace the next calls (provider quotas).
         if request.task == "embed":
-            inputs = request.input if isinstance(request.input, list) else [request.input or ""]
             raw_embedded = await client.embeddings.with_raw_response.create(
-                model=name, input=inputs, timeout=timeout_s
+                **embed_kwargs(name, request), timeout=timeout_s
             )
-            try:
-                embedded = raw_embedded.parse()
-                ordered = sorted(embedded.data, key=lambda d: d.index)
-                vectors = [[float(x) for x in item.embedding] for item in ordered]
-                usage = embedded.usage
-                tokens = usage.prompt_tokens if usage else estimate_tokens(request_text(request))
-            except SHAPE_ERRORS as exc:
-                raise unexpected_shape(exc) from exc
-            return Completion(
-                content="",
-                finish_reason="stop",
-                input_tokens=tokens,
-                output_tokens=0,
-                embeddings=vectors,
-                headers=rate_limit_headers(raw_embedded.headers),
-            )
+            completion = embeddings_completion(raw_embedded.parse(), request)
+            return replace(completion, headers=rate_limit_headers(raw_embedded.headers))
         raw = await client.chat.completions.with_raw_response.create(
-            **_chat_kwargs(name, request), timeout=timeout_s
+            **chat_kwargs(name, request), timeout=timeout_s
         )
-        try:
-            response = raw.parse()
-        except SHAPE_ERRORS as exc:
-            raise unexpected_shape(exc) from exc
-        if not response.choices:
-            raise ProviderError(
-                "provider_error", "the provider returned no choices", retryable=True
-            )
-        try:
-            choice = response.choices[0]
-            content = str(choice.message.content or "")
-            if response.usage is not None:
-                counted = from_openai(response.usage)
-            else:
-                counted = Usage(estimate_tokens(request_text(request)), estimate_tokens(content))
-        except SHAPE_ERRORS as exc:
-            raise unexpected_shape(exc) from exc
-        return Completion(
-            content=content,
-            finish_reason=choice.finish_reason or "stop",
-            input_tokens=counted.input_tokens,
-            output_tokens=counted.output_tokens,
-            cached_input_tokens=counted.cached_input_tokens,
-            headers=rate_limit_headers(raw.headers),
-        )
+        completion = chat_completion(raw.parse(), request)
+        return replace(completion, headers=rate_limit_headers(raw.headers))
