@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import text
 
@@ -76,3 +76,57 @@ class QueueCollector(Collector):
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())
+
+
+class QuotaCollector(Collector):
+    """Provider quotas, read from Redis (shared by all workers) when scraped: the calls
+    that waited for quota by model and reason, and each model's learned concurrency."""
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        import redis
+
+        from aijobs.scheduling import quota_state
+        from aijobs.settings import get_settings
+
+        waits = CounterMetricFamily(
+            "aijobs_quota_waits",
+            "Calls that waited for a provider quota instead of being made (reason: provider"
+            " = its headers or a 429 said wait, concurrency = the adaptive or configured"
+            " cap, limit = AIJOBS_PROVIDER_LIMITS; 429 = answered 429 anyway)",
+            labels=["model", "reason"],
+        )
+        limits = GaugeMetricFamily(
+            "aijobs_provider_adaptive_limit",
+            "Calls in flight allowed per model, learned from its 429s (AIMD)",
+            labels=["model"],
+        )
+        try:
+            url = get_settings().required_redis_url
+            client = redis.Redis.from_url(url, socket_timeout=2)
+            try:
+                for model, reason, count in quota_state.waits(client):
+                    waits.add_metric([model, reason], float(count))
+                for model, limit in quota_state.adaptive_limits(client):
+                    limits.add_metric([model], float(limit))
+            finally:
+                client.close()
+        except Exception:
+            return
+        yield waits
+        yield limits
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())
+
+
+def register_collectors(*collectors: Collector) -> None:
+    """Register each collector with the default registry once per process."""
+    from prometheus_client import REGISTRY
+
+    done: set[str] = getattr(REGISTRY, "_aijobs_collectors", set())
+    for collector in collectors:
+        name = type(collector).__name__
+        if name not in done:
+            REGISTRY.register(collector)
+            done.add(name)
+    REGISTRY._aijobs_collectors = done  # type: ignore[attr-defined]

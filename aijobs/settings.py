@@ -56,6 +56,19 @@ class Settings(BaseSettings):
     model_inflight_cap: int = Field(default=0, ge=0)
     model_inflight_caps: str = ""
 
+    # Provider quotas (docs/scheduling.md): rpm and tpm caps per model or provider held
+    # across all workers, "openai/gpt-4o-mini=rpm:500,tpm:200000;anthropic/*=rpm:50".
+    provider_limits: str = ""
+    # The window the rpm and tpm numbers count over (60: per minute; tests shrink it).
+    provider_limits_window_s: float = Field(default=60.0, gt=0)
+    # The longest a provider's rate-limit headers (a reset, Retry-After) make calls wait.
+    quota_max_wait_s: float = Field(default=300.0, gt=0)
+    # A job's provider 429s that go back to waiting without using an attempt; beyond
+    # them a 429 counts as a failed attempt again, so nothing waits forever.
+    quota_free_429s: int = Field(default=20, ge=0)
+    # Learn from 429s and rate-limit headers (waits until the reset, AIMD concurrency).
+    quota_adaptive: bool = True
+
     # The worker's /metrics and /readyz port (0: none); logs as JSON lines or text.
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)
     log_format: Literal["json", "text"] = "json"
@@ -130,6 +143,14 @@ class Settings(BaseSettings):
             ) from None
         if any(delay < 0 for delay in delays):
             raise ValueError("AIJOBS_WEBHOOK_RETRY_DELAYS must not be negative")
+        return value
+
+    @field_validator("provider_limits")
+    @classmethod
+    def _provider_limits(cls, value: str) -> str:
+        from aijobs.scheduling.provider_limits import parse
+
+        parse(value)  # raises ValueError with the faulty rule named
         return value
 
     @property

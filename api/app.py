@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from aijobs.metrics import QueueCollector
+from aijobs.metrics import QueueCollector, QuotaCollector, register_collectors
 from api import admin_session, problems
 from api.body_limit import BodyLimitMiddleware
 from api.request_id import RequestIdMiddleware
@@ -31,6 +31,7 @@ def _register_collectors() -> None:
     if not getattr(REGISTRY, "_aijobs_queue", False):
         REGISTRY.register(QueueCollector())
         REGISTRY._aijobs_queue = True  # type: ignore[attr-defined]
+    register_collectors(QuotaCollector())
 
 
 def create_app() -> FastAPI:

@@ -31,6 +31,9 @@ last user message (and by model), and injects faults written into that message:
                 (cache_creation_input_tokens, not in input_tokens)
   [reasoning:N] OpenAI: N of the completion's tokens were reasoning tokens
                 (completion_tokens_details.reasoning_tokens; completion_tokens counts them)
+Quota mode (tests/fake_quota.py): with `fake.quota = Quota(model, requests=N, ...)` chat
+calls to that model answer 429 with OpenAI's rate-limit headers once the window's
+quota is spent, and carry the headers on every answer.
 Each call's output cap is kept in `caps` (by message): {"max_tokens": N} or
 {"max_completion_tokens": N}, or {} when the request sent none.
 """
@@ -46,6 +49,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests import fake_quota
 from tests.fake_batches import FakeBatches
 
 
@@ -105,6 +109,7 @@ class FakeOpenAI:
         # The messages (and the rest of the body) of each chat call, by its key.
         self.bodies: dict[str, list[dict[str, Any]]] = {}
         self.chat_bodies: list[dict[str, Any]] = []  # every chat call's body, in order
+        self.quota: fake_quota.Quota | None = None  # quota mode, off when None
         self._lock = threading.Lock()
         # The batch APIs (files, batches, message batches): tests/fake_batches.py.
         self.batches = FakeBatches(lambda: self.root_url)
@@ -261,6 +266,15 @@ class FakeOpenAI:
                 with fake._lock:
                     fake.bodies.setdefault(key, []).append(payload)
                     fake.chat_bodies.append(payload)
+                quota = fake.quota
+                allowed, quota_headers = (
+                    quota.take(payload.get("model", ""), fake_quota.tokens_of(payload))
+                    if quota is not None
+                    else (True, {})
+                )
+                if not allowed:
+                    self._send(429, {"error": {"message": "quota spent"}}, quota_headers)
+                    return
                 if self._fault(key, n, payload.get("model", "")):
                     return
                 directives = dict(DIRECTIVE.findall(key))
@@ -313,7 +327,7 @@ class FakeOpenAI:
                             },
                         },
                     },
-                    {},
+                    quota_headers,
                     trickle_s=float(directives.get("trickle") or 0),
                 )
 

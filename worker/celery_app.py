@@ -56,6 +56,9 @@ def _start_maintenance(**_: Any) -> None:
     dispatcher.start()  # the batch tier's provider batches
     port = get_settings().worker_metrics_port
     if port:
+        from aijobs.metrics import QuotaCollector, register_collectors
+
+        register_collectors(QuotaCollector())
         status_server.start(port)
 
 

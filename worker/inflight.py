@@ -34,7 +34,13 @@ def _key(model: str) -> str:
 
 
 def acquire(model: str, slot: str, hold_s: float) -> bool:
-    return redis_slots.acquire(_key(model), slot, cap_for(model), hold_s)
+    """Take a slot under the model's cap, or under the lower limit learned from its
+    429s (worker/provider_quota.py, AIMD)."""
+    cap = cap_for(model)
+    learned = redis_slots.client().hget(f"aijobs:quota:aimd:{model}", "limit")
+    if learned is not None:
+        cap = min(cap, int(learned))
+    return redis_slots.acquire(_key(model), slot, cap, hold_s)
 
 
 def release(model: str, slot: str) -> None:

@@ -8,6 +8,7 @@ the broker may have lost.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -20,6 +21,7 @@ from aijobs.db import autocommit, get_engine
 from aijobs.jobs import sweeper, transitions
 from aijobs.settings import get_settings
 from aijobs.webhooks import deliveries
+from worker import provider_quota
 from worker.call_loop import call_loop
 from worker.identity import worker_id
 
@@ -115,6 +117,8 @@ class Maintenance:
             try:
                 now = time.monotonic()
                 if now - last_renew >= renew_every:
+                    with contextlib.suppress(Exception):  # they lapse; the calls go on
+                        provider_quota.renew_slots()
                     jobs, sends = call_loop.in_flight()
                     with autocommit() as conn:
                         transitions.renew_leases(conn, worker_id(), jobs, settings.lease_s)

@@ -33,6 +33,11 @@ def _client() -> redis.Redis:
     return redis.Redis.from_url(get_settings().required_redis_url, socket_timeout=5)
 
 
+def client() -> redis.Redis:
+    """The workers' shared Redis client (the provider quotas use it too)."""
+    return _client()
+
+
 @lru_cache
 def _acquire_script() -> redis.commands.core.Script:
     return _client().register_script(_ACQUIRE)

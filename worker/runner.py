@@ -29,7 +29,7 @@ from aijobs.jobs import transitions
 from aijobs.jobs.schemas import JobRequest, Message
 from aijobs.jobs.structured import InvalidOutput, parse_output
 from aijobs.settings import get_settings
-from worker import inflight, judging, settle
+from worker import inflight, judging, provider_quota, settle
 from worker.providers.base import Completion, ProviderError
 from worker.providers.errors import map_exception
 from worker.providers.registry import provider_for
@@ -111,6 +111,7 @@ class Started:
 
     job: transitions.Claimed
     cap_slot: tuple[str, str] | None = None  # (model, slot)
+    quota: provider_quota.Ticket | None = None  # what the call holds of its model's quota
 
 
 def claim(job_id: uuid.UUID, owner: str) -> Started | str:
@@ -132,12 +133,39 @@ def claim(job_id: uuid.UUID, owner: str) -> Started | str:
                 return "deferred"
             cap_slot = (model, slot)
     job: transitions.Claimed | str | None = None
+    ticket = None
     try:
         job = _claim(job_id, owner)
+        if (
+            isinstance(job, transitions.Claimed)
+            and job.judge_pending is None  # a judge resumed: no call to the job's model
+            and provider_quota.applies(job.model)
+        ):
+            job, ticket = _admit(job, owner, slot_held=cap_slot is not None)
     finally:
         if cap_slot and not isinstance(job, transitions.Claimed):
             inflight.release(*cap_slot)  # no call is made under it
-    return Started(job, cap_slot) if isinstance(job, transitions.Claimed) else job
+    return Started(job, cap_slot, ticket) if isinstance(job, transitions.Claimed) else job
+
+
+def _admit(
+    job: transitions.Claimed, owner: str, slot_held: bool
+) -> tuple[transitions.Claimed | str, provider_quota.Ticket | None]:
+    """The claimed call, admitted by its model's quota; or "waiting" (for quota: the
+    claim is undone, no attempt counted) when the quota says wait."""
+    try:
+        admitted = provider_quota.admit(job, slot_held)
+    except Exception:  # Redis is away: the call goes unpaced rather than not at all
+        log.warning("job %s: the quota of %s could not be read", job.id, job.model, exc_info=True)
+        return job, None
+    if isinstance(admitted, provider_quota.Ticket):
+        return job, admitted
+    settle.with_db_retries(
+        f"job {job.id}: quota wait",
+        lambda conn: transitions.wait_for_quota(conn, job, owner, admitted),
+    )
+    log.info("job %s: waits %.2fs for %s's quota", job.id, admitted, job.model)
+    return "waiting", None
 
 
 async def complete(started: Started, owner: str) -> str:
@@ -156,7 +184,13 @@ async def complete(started: Started, owner: str) -> str:
                 # A judge that waited for budget: the output is kept, its model not called.
                 outcome = await judging.resume(job, owner)
             else:
+                if started.quota is not None and started.quota.start_in_s > 0:
+                    await asyncio.sleep(started.quota.start_in_s)  # its place in the quota
                 completion, parsed, error, latency_ms, results = await _call(job)
+                if started.quota is not None:
+                    await asyncio.to_thread(
+                        provider_quota.observe, started.quota, completion, error
+                    )
                 judges = judging.judges_of(job) if error is None and completion else []
                 if completion is not None and judges:
                     outcome = await judging.judge_and_settle(
@@ -180,6 +214,9 @@ async def complete(started: Started, owner: str) -> str:
         if started.cap_slot:
             with contextlib.suppress(Exception):  # the slot expires by itself
                 await asyncio.to_thread(inflight.release, *started.cap_slot)
+        if started.quota is not None:
+            with contextlib.suppress(Exception):  # the slot expires by itself
+                await asyncio.to_thread(provider_quota.release, started.quota)
 
 
 # Claim rounds when a call waiting for budget finds the room freed meanwhile.

@@ -235,6 +235,19 @@ def _settle(
         return "succeeded", settled
     assert error is not None
     next_model = _next_model(job)
+    if error.code == "provider_rate_limited" and (
+        transitions.rate_limited_calls(conn, job.id) < settings.quota_free_429s
+    ):
+        # A quota runs out into waiting, not into failed attempts (docs/scheduling.md).
+        delay = retry_delay(
+            job.model_attempt_no,
+            base_s=settings.retry_base_s,
+            cap_s=settings.retry_cap_s,
+            retry_after_s=error.retry_after_s,
+        )
+        settled = transitions.retry_for_quota(conn, job, owner, call, delay)
+        log.info("job %s: attempt %d answered 429, waits %.2fs", job.id, job.attempt_no, delay)
+        return "retrying", settled
     if error.retryable and job.model_attempt_no < job.max_attempts:
         delay = retry_delay(
             job.model_attempt_no,

@@ -951,6 +951,66 @@ def refuse_judge(conn: Connection, job: Claimed, owner: str, result: dict[str, A
     return Settled(ended=followers is not None, followers=int(followers[0] if followers else 0))
 
 
+# --- provider quotas: waiting is not an attempt -------------------------------------
+
+# running (ours, claimed, its call not made: the quota says wait) -> queued, due when the
+# quota frees: the attempt the claim recorded is removed and uncounted, its budget hold
+# released, as if the claim had not happened. The sweeper publishes the job when due.
+_WAIT_FOR_QUOTA = text(
+    """
+    WITH call AS (
+        DELETE FROM attempts
+        WHERE job_id = :id AND attempt_no = :attempt_no AND outcome = 'started'
+        RETURNING tenant_id, reserved_usd, budget_held
+    ), released AS (
+        UPDATE budget_counters c SET
+            day_reserved = greatest(c.day_reserved - a.reserved_usd, 0),
+            month_reserved = greatest(c.month_reserved - a.reserved_usd, 0)
+        FROM call a WHERE c.tenant_id = a.tenant_id AND a.budget_held
+    )
+    UPDATE jobs SET status = 'queued', attempts = attempts - 1,
+           model_attempts = model_attempts - 1, lease_owner = NULL, lease_expires_at = NULL,
+           started_at = CASE WHEN attempts = 1 THEN NULL ELSE started_at END,
+           enqueued_at = now(), next_attempt_at = now() + make_interval(secs => :wait_s)
+    WHERE id = :id AND status = 'running' AND lease_owner = :owner
+      AND attempts = :attempt_no AND EXISTS (SELECT 1 FROM call)
+    RETURNING id
+    """
+)
+# A provider 429 the quota did not foresee: the call was made (its attempt is kept) but
+# does not use one of the model's attempts, so the job waits instead of failing.
+_QUOTA_RETRY = _settle(
+    """status = 'queued', enqueued_at = now(),
+       next_attempt_at = now() + make_interval(secs => :delay_s),
+       model_attempts = model_attempts - 1"""
+)
+_RATE_LIMITED_CALLS = text(
+    """
+    SELECT count(*) FROM attempts
+    WHERE job_id = :id AND error_code = 'provider_rate_limited'
+    """
+)
+
+
+def wait_for_quota(conn: Connection, job: Claimed, owner: str, wait_s: float) -> bool:
+    """running (ours, no call made) -> queued, due in wait_s, the claim undone. False
+    when the job left our hands meanwhile."""
+    params = {"id": job.id, "owner": owner, "attempt_no": job.attempt_no, "wait_s": wait_s}
+    return conn.execute(_WAIT_FOR_QUOTA, params).first() is not None
+
+
+def rate_limited_calls(conn: Connection, job_id: uuid.UUID) -> int:
+    """The job's calls that the provider answered 429 (settled ones)."""
+    return int(conn.execute(_RATE_LIMITED_CALLS, {"id": job_id}).scalar() or 0)
+
+
+def retry_for_quota(
+    conn: Connection, job: Claimed, owner: str, call: CallRecord, delay_s: float
+) -> Settled:
+    """running (ours, answered 429) -> queued, due after delay_s, no model attempt used."""
+    return _run_settle(conn, _QUOTA_RETRY, job, owner, call, delay_s=delay_s)
+
+
 _CURRENT_MODEL = text(
     """
     SELECT coalesce(judge_pending ->> 'model', current_model), timeout_s

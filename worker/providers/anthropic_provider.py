@@ -8,6 +8,7 @@ built in aijobs/billing/call_bounds.py, where the reservation counts it).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -21,6 +22,7 @@ from worker.providers.base import (
     Completion,
     ProviderError,
     connection_limits,
+    rate_limit_headers,
     unexpected_shape,
 )
 from worker.providers.usage import from_anthropic
@@ -97,7 +99,9 @@ class AnthropicProvider:
     async def run(self, name: str, request: JobRequest, timeout_s: float) -> Completion:
         if request.task != "chat":
             raise ProviderError("provider_error", "Anthropic has no embeddings", retryable=False)
-        message = await _client().messages.create(
+        # A raw response: its rate-limit headers pace the next calls (provider quotas).
+        raw = await _client().messages.with_raw_response.create(
             **message_kwargs(name, request), timeout=timeout_s
         )
-        return message_completion(message, request)
+        completion = message_completion(await raw.parse(), request)
+        return replace(completion, headers=rate_limit_headers(raw.headers))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,6 +21,20 @@ class Completion:
     embeddings: list[list[float]] | None = None
     cached_input_tokens: int = 0  # of input_tokens, read from the provider's prompt cache
     cache_write_tokens: int = 0  # of input_tokens, written to it (Anthropic)
+    # The answer's rate-limit headers (worker/rate_headers.py reads them).
+    headers: dict[str, str] | None = None
+
+
+def rate_limit_headers(headers: Mapping[str, str] | None) -> dict[str, str] | None:
+    """Of a provider's answer headers, those about its quota (and nothing else)."""
+    if not headers:
+        return None
+    kept = {
+        str(name).lower(): str(value)
+        for name, value in headers.items()
+        if "ratelimit" in str(name).lower() or str(name).lower().startswith("retry-after")
+    }
+    return kept or None
 
 
 class ProviderError(Exception):
@@ -34,6 +49,7 @@ class ProviderError(Exception):
         retry_after_s: float | None = None,
         http_status: int | None = None,
         unexpected: bool = False,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -42,6 +58,7 @@ class ProviderError(Exception):
         self.retry_after_s = retry_after_s
         self.http_status = http_status
         self.unexpected = unexpected  # worth an error report (an answer of an odd shape)
+        self.headers = headers  # the answer's rate-limit headers, if it had any
 
 
 def unexpected_shape(exc: Exception) -> ProviderError:

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx2
 
-from worker.providers.base import ProviderError
+from worker.providers.base import ProviderError, rate_limit_headers
 from worker.retry_policy import retry_after_s
 
 # Transient per HTTP: request timeout, conflict, rate limit, server errors (and 529).
@@ -41,6 +41,7 @@ def from_status(status: int, message: str, headers: Mapping[str, str] | None) ->
             retryable=True,
             retry_after_s=_capped_retry_after(headers),
             http_status=status,
+            headers=rate_limit_headers(headers),
         )
     retryable = status in TRANSIENT_STATUS or status >= 500
     return ProviderError(
@@ -49,6 +50,7 @@ def from_status(status: int, message: str, headers: Mapping[str, str] | None) ->
         retryable=retryable,
         retry_after_s=_capped_retry_after(headers) if retryable else None,
         http_status=status,
+        headers=rate_limit_headers(headers),
     )
 
 

@@ -3,6 +3,7 @@ Embeddings). The SDK's own retries are off: every call is one recorded attempt."
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -17,6 +18,7 @@ from worker.providers.base import (
     ProviderError,
     connection_limits,
     estimate_tokens,
+    rate_limit_headers,
     request_text,
     unexpected_shape,
 )
@@ -108,12 +110,15 @@ def chat_completion(response: openai.types.chat.ChatCompletion, request: JobRequ
 class OpenAIProvider:
     async def run(self, name: str, request: JobRequest, timeout_s: float) -> Completion:
         client = _client()
+        # Raw responses: their rate-limit headers pace the next calls (provider quotas).
         if request.task == "embed":
-            embedded = await client.embeddings.create(
+            raw_embedded = await client.embeddings.with_raw_response.create(
                 **embed_kwargs(name, request), timeout=timeout_s
             )
-            return embeddings_completion(embedded, request)
-        response = await client.chat.completions.create(
+            completion = embeddings_completion(raw_embedded.parse(), request)
+            return replace(completion, headers=rate_limit_headers(raw_embedded.headers))
+        raw = await client.chat.completions.with_raw_response.create(
             **chat_kwargs(name, request), timeout=timeout_s
         )
-        return chat_completion(response, request)
+        completion = chat_completion(raw.parse(), request)
+        return replace(completion, headers=rate_limit_headers(raw.headers))

@@ -1,0 +1,1 @@
+"""Scheduling: the order and pace in which calls start (provider quotas)."""
