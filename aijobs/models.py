@@ -60,6 +60,10 @@ class Tenant(Base):
     daily_budget_usd: Mapped[Decimal | None] = mapped_column(MONEY)
     monthly_budget_usd: Mapped[Decimal | None] = mapped_column(MONEY)
     rpm: Mapped[int | None] = mapped_column(Integer)
+    # Its share of the workers against other tenants' (1-1000), and its cap on calls in
+    # flight across all workers (None: no cap): aijobs/scheduling/fair_queue.py.
+    weight: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    max_inflight: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

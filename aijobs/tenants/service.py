@@ -100,6 +100,8 @@ class TenantInfo:
     daily_budget_usd: Decimal | None
     monthly_budget_usd: Decimal | None
     rpm: int | None
+    weight: int = 1
+    max_inflight: int | None = None
 
 
 def authenticate(session: Session, api_key: str) -> TenantInfo:
@@ -116,6 +118,8 @@ def authenticate(session: Session, api_key: str) -> TenantInfo:
         daily_budget_usd=tenant.daily_budget_usd,
         monthly_budget_usd=tenant.monthly_budget_usd,
         rpm=tenant.rpm,
+        weight=tenant.weight,
+        max_inflight=tenant.max_inflight,
     )
 
 
