@@ -9,7 +9,7 @@ import sys
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     from aijobs.db import session_scope
-    from aijobs.tenants.service import create_key
+    from aijobs.tenants.service import create_key, share_now, tenant_by_ref
 
     with session_scope() as session:
         issued = create_key(
@@ -18,7 +18,13 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
             daily_budget=args.daily_budget,
             monthly_budget=args.monthly_budget,
             rpm=args.rpm,
+            weight=args.weight,
+            max_inflight=args.max_inflight,
         )
+        tenant = tenant_by_ref(session, args.tenant)
+        share = (tenant.id, tenant.weight, tenant.max_inflight)
+    if args.weight is not None or args.max_inflight is not None:
+        share_now(*share)  # committed: effective at once in the fair queue
     print(
         json.dumps(
             {

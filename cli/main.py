@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from aijobs.errors import AppError
 from aijobs.settings import get_settings
-from cli import batches, keys, processes, prompts, reports, triage
+from cli import batches, keys, processes, prompts, reports, tenants, triage
 from cli import dev as dev_command
 
 
@@ -55,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--daily-budget", type=Decimal, default=None)
     create.add_argument("--monthly-budget", type=Decimal, default=None)
     create.add_argument("--rpm", type=int, default=None)
+    create.add_argument(
+        "--max-inflight", type=int, default=None, help="cap on its calls in flight, 1-100000"
+    )
+    create.add_argument("--weight", type=int, default=None, help="its share of the workers, 1-1000")
     create.set_defaults(func=keys.cmd_keys_create)
     rotate = key_parsers.add_parser(
         "rotate-webhook-secret",
@@ -91,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--scale", type=float, default=1.0)
     report.set_defaults(func=reports.cmd_usage)
 
+    tenants.add_commands(sub)
     prompts.add_commands(sub)
     batches.add_commands(sub)
 

@@ -1,10 +1,11 @@
 """Tenants and their API keys: create, look up by key (hashed), never store a key in clear;
-rotate the webhook signing secret."""
+rotate the webhook signing secret; set a tenant's limits and its share of the workers."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -16,12 +17,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from aijobs.billing import budget
-from aijobs.errors import NotFound, Unauthorized
+from aijobs.errors import InvalidRequest, NotFound, Unauthorized
 from aijobs.models import ApiKey, Tenant
+from aijobs.scheduling import fair_queue
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "aj_"
 # After a rotation, the previous webhook secret still signs for this long.
 ROTATION_GRACE = timedelta(hours=24)
+# A tenant's share of the workers, and its cap on calls in flight (the CHECKs of 0018).
+WEIGHT_RANGE = (1, 1000)
+MAX_INFLIGHT_RANGE = (1, 100_000)
+LIMITS = ("daily_budget_usd", "monthly_budget_usd", "rpm", "weight", "max_inflight")
 
 
 def hash_key(api_key: str) -> str:
@@ -46,9 +54,14 @@ def create_key(
     daily_budget: Decimal | None = None,
     monthly_budget: Decimal | None = None,
     rpm: int | None = None,
+    weight: int | None = None,
+    max_inflight: int | None = None,
 ) -> IssuedKey:
     """Create the tenant if new (updating the limits given), and issue a new API key. A
-    budget given counts what the current day and month already spent (the ledger)."""
+    budget given counts what the current day and month already spent (the ledger). A
+    weight or max_inflight given takes effect in the fair queue once committed and
+    passed to `share_now` (or with the tenant's next job pushed)."""
+    _check_share(weight=weight, max_inflight=max_inflight)
     tenant = session.scalar(select(Tenant).where(Tenant.name == tenant_name))
     if tenant is None:
         tenant = Tenant(name=tenant_name, webhook_secret=new_webhook_secret())
@@ -59,6 +72,10 @@ def create_key(
         tenant.monthly_budget_usd = monthly_budget
     if rpm is not None:
         tenant.rpm = rpm
+    if weight is not None:
+        tenant.weight = weight
+    if max_inflight is not None:
+        tenant.max_inflight = max_inflight
     session.flush()
     if daily_budget is not None or monthly_budget is not None:
         budget.recount(session.connection(), tenant.id)
@@ -135,10 +152,26 @@ def tenant_by_ref(session: Session, ref: str) -> Tenant:
     return tenant
 
 
+def _check_share(**values: int | None) -> None:
+    """weight and max_inflight within their ranges (None: not given, or no cap)."""
+    ranges = {"weight": WEIGHT_RANGE, "max_inflight": MAX_INFLIGHT_RANGE}
+    for name, value in values.items():
+        low, high = ranges[name]
+        if value is not None and not low <= value <= high:
+            raise InvalidRequest(f"{name} must be between {low} and {high}, not {value}")
+
+
 def update_limits(session: Session, tenant: Tenant, changes: dict[str, Any]) -> None:
-    """Set (or, with None, clear) daily_budget_usd, monthly_budget_usd, rpm. A budget
-    set or changed counts what the current day and month already spent (the ledger)."""
-    for name in ("daily_budget_usd", "monthly_budget_usd", "rpm"):
+    """Set (or, with None, clear) daily_budget_usd, monthly_budget_usd, rpm,
+    max_inflight; set weight (it cannot be cleared). A budget set or changed counts
+    what the current day and month already spent (the ledger). A change of weight or
+    max_inflight reaches the fair queue through `share_now`, after the commit."""
+    if "weight" in changes and changes["weight"] is None:
+        raise InvalidRequest(
+            f"weight cannot be cleared (between {WEIGHT_RANGE[0]} and {WEIGHT_RANGE[1]})"
+        )
+    _check_share(weight=changes.get("weight"), max_inflight=changes.get("max_inflight"))
+    for name in LIMITS:
         if name in changes:
             setattr(tenant, name, changes[name])
     session.flush()
@@ -165,3 +198,15 @@ def revoke_key(session: Session, tenant: Tenant, key_id: str) -> ApiKey:
         key.revoked_at = datetime.now(UTC)
     session.flush()
     return key
+
+
+def share_now(tenant_id: uuid.UUID, weight: int, max_inflight: int | None) -> bool:
+    """Make a tenant's weight and cap effective in the fair queue at once; call it after
+    the commit. Redis unreachable is logged, not raised: every push of the tenant's jobs
+    carries its values too, so the change still lands with its next job."""
+    try:
+        fair_queue.configure_tenant(fair_queue.client(), tenant_id, weight, max_inflight)
+    except Exception as exc:
+        log.warning("tenant %s: weight and max_inflight not set in Redis now: %s", tenant_id, exc)
+        return False
+    return True

@@ -1,5 +1,5 @@
-"""/admin/tenants: budgets, rpm and keys (create, revoke), spend at a glance;
-/admin/audit: what admins did."""
+"""/admin/tenants: budgets, rpm, the share of the workers (weight, max_inflight) and keys
+(create, revoke), spend at a glance; /admin/audit: what admins did."""
 
 from __future__ import annotations
 
@@ -7,13 +7,22 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
 from aijobs.billing import budget
 from aijobs.models import ApiKey, Tenant
 from aijobs.tenants import audit
-from aijobs.tenants.service import create_key, keys_of, revoke_key, tenant_by_ref, update_limits
+from aijobs.tenants.service import (
+    MAX_INFLIGHT_RANGE,
+    WEIGHT_RANGE,
+    create_key,
+    keys_of,
+    revoke_key,
+    share_now,
+    tenant_by_ref,
+    update_limits,
+)
 from api.admin_auth import require_admin
 from api.deps import SessionDep, forget_cached_keys
 from api.routes.admin_jobs import actor
@@ -28,6 +37,25 @@ class Limits(BaseModel):
     daily_budget_usd: Decimal | None = Field(default=None, ge=0)
     monthly_budget_usd: Decimal | None = Field(default=None, ge=0)
     rpm: int | None = Field(default=None, ge=1)
+    # Its share of the workers against other tenants' (not sent: unchanged; null refused).
+    weight: int | None = Field(default=None, ge=WEIGHT_RANGE[0], le=WEIGHT_RANGE[1])
+    # Its calls in flight across all workers (null: no cap).
+    max_inflight: int | None = Field(
+        default=None, ge=MAX_INFLIGHT_RANGE[0], le=MAX_INFLIGHT_RANGE[1]
+    )
+
+    @field_validator("weight")
+    @classmethod
+    def _weight_not_cleared(cls, weight: int | None) -> int:
+        # Called for a value sent, never for the default: only an explicit null lands here.
+        if weight is None:
+            raise ValueError(
+                f"weight cannot be null (between {WEIGHT_RANGE[0]} and {WEIGHT_RANGE[1]})"
+            )
+        return weight
+
+
+SHARE = ("weight", "max_inflight")
 
 
 class NewTenant(Limits):
@@ -49,6 +77,8 @@ def _tenant(session: SessionDep, tenant: Tenant) -> dict[str, Any]:
         "id": str(tenant.id),
         "name": tenant.name,
         "rpm": tenant.rpm,
+        "weight": tenant.weight,
+        "max_inflight": tenant.max_inflight,
         "created_at": tenant.created_at.isoformat(),
         "budget": {"daily": daily.as_json(), "monthly": monthly.as_json()},
         "keys": [_key(key) for key in keys_of(session, tenant)],
@@ -70,14 +100,19 @@ def create_tenant(body: NewTenant, session: SessionDep, request: Request) -> dic
         daily_budget=body.daily_budget_usd,
         monthly_budget=body.monthly_budget_usd,
         rpm=body.rpm,
+        weight=body.weight,
+        max_inflight=body.max_inflight,
     )
-    audit.record(session, "tenant.create", actor(request), tenant=body.name)
+    limits = body.model_dump(exclude_unset=True, exclude={"name"})
+    audit.record(session, "tenant.create", actor(request), tenant=body.name, limits=_shown(limits))
     tenant = tenant_by_ref(session, body.name)
-    return {
+    shown = {
         **_tenant(session, tenant),
         "api_key": issued.api_key,
         "webhook_secret": issued.webhook_secret,
     }
+    _share_after_commit(session, tenant, limits)
+    return shown
 
 
 @router.get("/tenants/{ref}")
@@ -92,13 +127,25 @@ def patch_tenant(ref: str, body: Limits, session: SessionDep, request: Request) 
     changes = body.model_dump(exclude_unset=True)
     update_limits(session, tenant, changes)
     audit.record(
-        session,
-        "tenant.update",
-        actor(request),
-        tenant=tenant.name,
-        changes={k: None if v is None else str(v) for k, v in changes.items()},
+        session, "tenant.update", actor(request), tenant=tenant.name, changes=_shown(changes)
     )
-    return _tenant(session, tenant)
+    shown = _tenant(session, tenant)
+    _share_after_commit(session, tenant, changes)
+    return shown
+
+
+def _shown(changes: dict[str, Any]) -> dict[str, str | None]:
+    return {k: None if v is None else str(v) for k, v in changes.items()}
+
+
+def _share_after_commit(session: SessionDep, tenant: Tenant, changes: dict[str, Any]) -> None:
+    """A new weight or cap is committed, then set in the fair queue at once (a failure
+    there is logged: the tenant's next push carries it anyway)."""
+    if not changes.keys() & SHARE:
+        return
+    tenant_id, weight, max_inflight = tenant.id, tenant.weight, tenant.max_inflight
+    session.commit()
+    share_now(tenant_id, weight, max_inflight)
 
 
 @router.post("/tenants/{ref}/keys", status_code=201)
