@@ -10,7 +10,8 @@ from typing import Any
 
 from aijobs.settings import Settings
 
-RUN_JOB_TASK = "aijobs.run_job"
+# A token: "run the next job" (which one, the fair queue decides: aijobs/scheduling).
+RUN_NEXT_TASK = "aijobs.run_next"
 QUEUE = "aijobs"
 # Webhook deliveries have their own queue: a slow receiver never delays a job.
 DELIVER_WEBHOOK_TASK = "aijobs.deliver_webhook"

@@ -1,7 +1,10 @@
-"""Publish run_job (and deliver_webhook) messages after the change has committed.
+"""Publish queued jobs (and deliver_webhook messages) after the change has committed.
 
-A publish that fails (broker down) is logged, not raised: the job is safe in
-Postgres and the workers' sweeper publishes it.
+A job is pushed into its tenant's list in the fair queue together with its Celery
+message, a run_next token, in one Redis script (aijobs/scheduling/fair_queue.py): the
+worker that takes the token asks the fair queue which job to start. A publish that
+fails (broker down) is logged, not raised: the job is safe in Postgres and the
+workers' sweeper publishes it.
 
 The message is Celery's own: Celery builds the task message (protocol 2, json) and
 kombu's Redis channel wraps it in its envelope, exactly as `send_task` would; only the
@@ -29,10 +32,12 @@ from kombu.utils import json as kombu_json
 from aijobs.broker import (
     DELIVER_WEBHOOK_TASK,
     QUEUE,
-    RUN_JOB_TASK,
+    RUN_NEXT_TASK,
     WEBHOOK_QUEUE,
     celery_config,
 )
+from aijobs.db import autocommit
+from aijobs.scheduling import fair_queue
 from aijobs.settings import get_settings
 
 log = logging.getLogger("aijobs.api")
@@ -98,19 +103,47 @@ class _Publisher:
         key, message = self.message(task, args, queue)
         self.redis.lpush(key, message)
 
+    def push_jobs(self, entries: list[fair_queue.Entry]) -> None:
+        """The jobs into the fair queue, a token each, in one script per tenant."""
+        tokens = [self.message(RUN_NEXT_TASK, [], QUEUE) for _ in entries]
+        if tokens:
+            fair_queue.push(
+                self.redis, entries, token_key=tokens[0][0], tokens=[t[1] for t in tokens]
+            )
+
 
 @lru_cache
 def _publisher() -> _Publisher:
     return _Publisher(_client())
 
 
-def publish_run(job_id: uuid.UUID) -> bool:
+def publish_entry(entry: fair_queue.Entry) -> bool:
+    """A job just submitted: its tenant and priority known, no lookup."""
     try:
-        _publisher().send(RUN_JOB_TASK, [str(job_id)], QUEUE)
+        _publisher().push_jobs([entry])
     except Exception as exc:
-        log.warning("publish of job %s failed (the sweeper will publish it): %s", job_id, exc)
+        log.warning("publish of job %s failed (the sweeper will publish it): %s", entry.job_id, exc)
         return False
     return True
+
+
+def publish_runs(job_ids: list[uuid.UUID]) -> bool:
+    """Jobs queued by some other path (a re-run, a batch, a follower that leads now):
+    their tenants and priorities read from Postgres first."""
+    try:
+        with autocommit() as conn:
+            entries = fair_queue.entries_for(conn, job_ids)
+        _publisher().push_jobs(entries)
+    except Exception as exc:
+        log.warning(
+            "publish of %d job(s) failed (the sweeper will publish them): %s", len(job_ids), exc
+        )
+        return False
+    return True
+
+
+def publish_run(job_id: uuid.UUID) -> bool:
+    return publish_runs([job_id])
 
 
 def publish_delivery(delivery_id: int) -> bool:

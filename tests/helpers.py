@@ -77,13 +77,13 @@ def wait_for_call(fake: Any, message: str, calls: int = 1, timeout_s: float = WA
 def barrier(
     stack: Stack, client: Client, receiver: Receiver | None = None, timeout_s: float = WAIT_S
 ) -> None:
-    """Return once every message published to the broker before the call (run_job and,
-    with a receiver, deliver_webhook) has been handled to its end.
+    """Return once every job the client's tenant queued before the call (and, with a
+    receiver, every deliver_webhook message) has been handled to its end.
 
     A sentinel job (and its webhook, with a receiver) goes through each queue behind
-    them: queues are FIFO, so once it is done every earlier message has been taken by
-    a worker. A warm shutdown then waits for what the workers have in flight. One
-    worker is running again on return."""
+    them: a tenant's list in the fair queue and the webhook queue are FIFO, so once it
+    is done every earlier one has been taken by a worker. A warm shutdown then waits
+    for what the workers have in flight. One worker is running again on return."""
     body = chat(unique("barrier"), model="sim/echo", cache=False)
     url = receiver.path() if receiver is not None else None
     if url is not None:
@@ -95,3 +95,12 @@ def barrier(
         receiver.wait_for(url, 1, timeout_s=timeout_s)
     stack.kill_workers(signal.SIGTERM)  # warm: each worker drains its call loop first
     stack.start_worker()
+
+
+def publish_again(job_ids: list[str], times: int = 1) -> None:
+    """Push the jobs into the fair queue again, a token each, as the sweeper or a
+    redelivery would: each push must find the job and never run it twice."""
+    from api.publisher import publish_runs
+
+    for _ in range(times):
+        assert publish_runs([uuid.UUID(job_id) for job_id in job_ids])

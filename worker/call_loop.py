@@ -39,12 +39,13 @@ from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from worker import runner, webhook_runner
+from aijobs.scheduling import fair_queue
+from worker import runner, turns, webhook_runner
 
 log = logging.getLogger("aijobs.worker")
 
 Key = TypeVar("Key", uuid.UUID, int)
-Republish = Callable[[str, Any], None]  # (kind "job" | "delivery", id)
+Republish = Callable[[str, Any], None]  # (kind "job" (a token) | "delivery", id)
 
 
 class CallLoop:
@@ -60,6 +61,7 @@ class CallLoop:
         self._republish: Republish = lambda kind, key: None
         self._jobs: Counter[uuid.UUID] = Counter()  # in this process now
         self._deliveries: Counter[int] = Counter()
+        self._turns: dict[uuid.UUID, fair_queue.Turn] = {}  # their places to renew
         self._tracked = threading.Lock()
 
     def start(
@@ -82,18 +84,29 @@ class CallLoop:
             threading.Thread(target=loop.run_forever, name="aijobs-calls", daemon=True).start()
             self._loop = loop
 
-    def run_job(self, job_id: uuid.UUID, owner: str) -> None:
-        """Start one attempt of a job on the loop; blocks while every slot is taken."""
-        self._start(lambda: self._job(job_id, owner))
+    def run_next(self, owner: str) -> None:
+        """Start an attempt of the job the fair queue picks, on the loop; blocks while
+        every slot is taken (so the pick is made when a slot is free)."""
+        self._start(lambda: self._next(owner))
 
-    async def _job(self, job_id: uuid.UUID, owner: str) -> str:
-        with self._tracking(self._jobs, job_id):
-            started = await asyncio.to_thread(
-                self._unless_stopping, "job", job_id, lambda: runner.claim(job_id, owner)
-            )
-            if isinstance(started, str):
-                return started
-            return await runner.complete(started, owner)
+    async def _next(self, owner: str) -> str:
+        taken = await asyncio.to_thread(
+            self._unless_stopping, "job", None, lambda: turns.take(owner)
+        )
+        if taken is None or isinstance(taken, str):
+            return taken or "nothing to run"
+        turn, started = taken
+        try:
+            with self._tracking(self._jobs, turn.job_id):
+                with self._tracked:
+                    self._turns[turn.job_id] = turn
+                if isinstance(started, str):
+                    return started
+                return await runner.complete(started, owner)
+        finally:
+            with self._tracked:
+                self._turns.pop(turn.job_id, None)
+            await asyncio.to_thread(turns.give_back, turn)
 
     def _unless_stopping(self, kind: str, key: Any, claim: Callable[[], Any]) -> Any:
         """Claim, in a database thread; when the worker is stopping, hand it back."""
@@ -143,6 +156,11 @@ class CallLoop:
         """The jobs and deliveries this process is working on now (their leases to renew)."""
         with self._tracked:
             return list(self._jobs), list(self._deliveries)
+
+    def turns(self) -> list[fair_queue.Turn]:
+        """The fair queue's places this process holds (renewed with the leases)."""
+        with self._tracked:
+            return list(self._turns.values())
 
     def stop_claiming(self) -> None:
         """From now on, work handed over is published again instead of claimed."""

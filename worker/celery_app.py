@@ -11,7 +11,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
 
-from aijobs.broker import DELIVER_WEBHOOK_TASK, QUEUE, RUN_JOB_TASK, WEBHOOK_QUEUE, celery_config
+from aijobs.broker import DELIVER_WEBHOOK_TASK, QUEUE, RUN_NEXT_TASK, WEBHOOK_QUEUE, celery_config
 from aijobs.settings import get_settings
 from worker import status_server
 from worker.call_loop import call_loop
@@ -37,8 +37,8 @@ def _start_call_loop(**_: Any) -> None:
 
 
 def _republish(kind: str, key: Any) -> None:
-    if kind == "job":
-        app.send_task(RUN_JOB_TASK, args=[str(key)], queue=QUEUE, retry=False)
+    if kind == "job":  # a token: the job was not picked yet
+        app.send_task(RUN_NEXT_TASK, queue=QUEUE, retry=False)
     else:
         app.send_task(DELIVER_WEBHOOK_TASK, args=[key], queue=WEBHOOK_QUEUE, retry=False)
 

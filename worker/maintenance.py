@@ -16,12 +16,13 @@ import time
 
 from celery import Celery
 
-from aijobs.broker import DELIVER_WEBHOOK_TASK, QUEUE, RUN_JOB_TASK, WEBHOOK_QUEUE
+from aijobs.broker import DELIVER_WEBHOOK_TASK, QUEUE, WEBHOOK_QUEUE
 from aijobs.db import autocommit, get_engine
 from aijobs.jobs import sweeper, transitions
+from aijobs.scheduling import fair_queue
 from aijobs.settings import get_settings
 from aijobs.webhooks import deliveries
-from worker import provider_quota
+from worker import enqueue, provider_quota, turns
 from worker.call_loop import call_loop
 from worker.identity import worker_id
 
@@ -50,17 +51,25 @@ def sweep_webhooks_once(app: Celery) -> int:
     return len(ids)
 
 
+# Tokens the sweeper publishes at most per pass (a FLUSHDB lost them all: a few passes).
+MAX_OWED_TOKENS = 1000
+
+
 def sweep_once(app: Celery) -> int:
+    """Publish what Postgres says must run and the fair queue does not hold, and the
+    tokens the fair queue is owed (lost ones, parked ones whose tenant has room now)."""
     settings = get_settings()
-    queue_length = _queue_length(app, QUEUE)
+    _queue_length(app, QUEUE)  # declares the queue again after a FLUSHDB
     with get_engine().begin() as conn:
-        ids = sweeper.due_for_publish(
-            conn, queue_length=queue_length, stale_s=settings.requeue_after_s
-        )
+        if not sweeper.lock(conn):
+            return 0
+        queued, owed = fair_queue.reconcile(fair_queue.client(), QUEUE)
+        ids = sweeper.due_for_publish(conn, queue_length=queued, stale_s=settings.requeue_after_s)
+        entries = fair_queue.entries_for(conn, ids)
         if random.random() < 0.02:  # now and then is enough
             sweeper.purge_expired_cache(conn)
-    for job_id in ids:
-        app.send_task(RUN_JOB_TASK, args=[str(job_id)], queue=QUEUE)
+    enqueue.push_entries(entries)
+    enqueue.publish_tokens(min(owed, MAX_OWED_TOKENS))
     if ids:
         log.info("sweeper published %d job(s)", len(ids))
     return len(ids)
@@ -119,6 +128,8 @@ class Maintenance:
                 if now - last_renew >= renew_every:
                     with contextlib.suppress(Exception):  # they lapse; the calls go on
                         provider_quota.renew_slots()
+                    with contextlib.suppress(Exception):  # they lapse; the calls go on
+                        fair_queue.renew(fair_queue.client(), call_loop.turns(), turns.place_s())
                     jobs, sends = call_loop.in_flight()
                     with autocommit() as conn:
                         transitions.renew_leases(conn, worker_id(), jobs, settings.lease_s)

@@ -22,14 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from aijobs import metrics, sentry
-from aijobs.broker import QUEUE, RUN_JOB_TASK
 from aijobs.checks import run as checks
 from aijobs.db import autocommit
 from aijobs.jobs import transitions
 from aijobs.jobs.schemas import JobRequest, Message
 from aijobs.jobs.structured import InvalidOutput, parse_output
 from aijobs.settings import get_settings
-from worker import inflight, judging, provider_quota, settle
+from worker import enqueue, inflight, judging, provider_quota, settle
 from worker.providers.base import Completion, ProviderError
 from worker.providers.errors import map_exception
 from worker.providers.registry import provider_for
@@ -267,8 +266,5 @@ def wake_budget_waiters(job: transitions.Claimed) -> None:
 
 
 def _publish(job_ids: list[uuid.UUID]) -> None:
-    """A message for each job (queued and due); the sweeper publishes any that is lost."""
-    from worker.celery_app import app  # the worker's app (it imports this module)
-
-    for job_id in job_ids:
-        app.send_task(RUN_JOB_TASK, args=[str(job_id)], queue=QUEUE, retry=False)
+    """Jobs queued and due into the fair queue; the sweeper publishes any that is lost."""
+    enqueue.publish_jobs(job_ids)

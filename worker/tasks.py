@@ -1,19 +1,18 @@
-"""Celery tasks: thin, typed, idempotent. They take an id and hand one attempt to the
-worker's call loop (worker/call_loop.py)."""
+"""Celery tasks: thin, typed, idempotent. They hand one attempt to the worker's call
+loop (worker/call_loop.py): run_next is a token (the fair queue picks the job when a
+slot is free), deliver_webhook takes the delivery's id."""
 
 from __future__ import annotations
 
-import uuid
-
-from aijobs.broker import DELIVER_WEBHOOK_TASK, RUN_JOB_TASK
+from aijobs.broker import DELIVER_WEBHOOK_TASK, RUN_NEXT_TASK
 from worker.call_loop import call_loop
 from worker.celery_app import app
 from worker.identity import worker_id
 
 
-@app.task(name=RUN_JOB_TASK)  # type: ignore[untyped-decorator]
-def run_job(job_id: str) -> None:
-    call_loop.run_job(uuid.UUID(job_id), worker_id())
+@app.task(name=RUN_NEXT_TASK)  # type: ignore[untyped-decorator]
+def run_next() -> None:
+    call_loop.run_next(worker_id())
 
 
 @app.task(name=DELIVER_WEBHOOK_TASK)  # type: ignore[untyped-decorator]

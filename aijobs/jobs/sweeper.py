@@ -16,6 +16,12 @@ LOST_CALL_GRACE_S = 30
 TRICKLE = 25
 
 
+def lock(conn: Connection) -> bool:
+    """The sweep's lock, for this transaction: one sweeper at a time across all workers."""
+    locked = conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": SWEEP_LOCK_KEY})
+    return bool(locked.scalar())
+
+
 def due_for_publish(
     conn: Connection,
     *,
@@ -32,13 +38,12 @@ def due_for_publish(
     - retries whose due time has come;
     - jobs waiting for budget that fit now (room freed by lost calls released above, a
       raised budget, a new day), or that can never fit (their claim fails them);
-    - queued jobs not claimed for longer than stale_s: as many as the broker holds
-      fewer messages than there are such jobs (a restart or FLUSHDB lost them), and
+    - queued jobs not claimed for longer than stale_s: as many as the fair queue holds
+      fewer jobs than there are such jobs (a restart or FLUSHDB lost them), and
       at least `trickle` whatever its length (a long queue can miss one too).
     A duplicate message is harmless: the claim lets only one run.
     """
-    locked = conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": SWEEP_LOCK_KEY})
-    if not locked.scalar():
+    if not lock(conn):
         return []
     transitions.close_lost_calls(conn, LOST_CALL_GRACE_S)
     ids = transitions.requeue_lapsed(conn, batch)

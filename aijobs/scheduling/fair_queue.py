@@ -33,24 +33,26 @@ from sqlalchemy import Connection, text
 
 from aijobs.settings import get_settings
 
-PREFIX = "aijobs:fq:"
-TAGS = PREFIX + "tags"  # zset: tenant with queued jobs -> its next job's start tag
-FINISH = PREFIX + "fin"  # hash: idle tenant -> the tag it left off at
-VNOW = PREFIX + "vnow"  # the system's virtual time: the tag of the last job started
-WEIGHT = PREFIX + "weight"  # hash: tenant -> weight (1 when absent)
-CAP = PREFIX + "cap"  # hash: tenant -> max calls in flight (absent: no cap)
-PARKED = PREFIX + "parked"  # tokens taken while only capped tenants had jobs
+PREFIX = "aijobs:fq:"  # every key below starts with it (tests use a prefix of their own)
+TAGS = "tags"  # zset: tenant with queued jobs -> its next job's start tag
+FINISH = "fin"  # hash: idle tenant -> the tag it left off at
+VNOW = "vnow"  # the system's virtual time: the tag of the last job started
+WEIGHT = "weight"  # hash: tenant -> weight (1 when absent)
+CAP = "cap"  # hash: tenant -> max calls in flight (absent: no cap)
+PARKED = "parked"  # tokens taken while only capped tenants had jobs
 PRIORITIES = ("interactive", "batch")
 # NEXT looks at this many tenants, lowest tag first, for one under its cap.
 SCAN = 200
 
 
-def queue_key(tenant: str, priority: str) -> str:
-    return f"{PREFIX}q:{tenant}:{priority}"
+def queue_key(tenant: str, priority: str, prefix: str = PREFIX) -> str:
+    """A tenant's list of queued job ids for a priority ("<id> <pushed at>" each)."""
+    return f"{prefix}q:{tenant}:{priority}"
 
 
-def running_key(tenant: str) -> str:
-    return f"{PREFIX}run:{tenant}"
+def running_key(tenant: str, prefix: str = PREFIX) -> str:
+    """A tenant's calls in flight: job id -> when its place lapses."""
+    return f"{prefix}run:{tenant}"
 
 
 # KEYS: the token list (Celery's queue, or any key when there are no tokens), weight,
@@ -228,6 +230,7 @@ def push(
     *,
     token_key: str = "",
     tokens: Sequence[bytes] = (),
+    prefix: str = PREFIX,
 ) -> None:
     """Queue the jobs in their tenants' lists and push `tokens` on `token_key`, in one
     script per tenant and priority (the tokens go with the first)."""
@@ -240,22 +243,22 @@ def push(
         key = (entry.tenant_id, entry.priority, max(entry.weight, 1), entry.max_inflight or 0)
         groups.setdefault(key, []).append(str(entry.job_id))
     script = _scripts(conn)[0]
-    keys = [token_key or PARKED, WEIGHT, CAP, TAGS, VNOW, FINISH]
+    names = (WEIGHT, CAP, TAGS, VNOW, FINISH)
+    keys = [token_key or prefix + PARKED, *(prefix + name for name in names)]
     pending: list[bytes] = list(tokens)
     for (tenant, priority, weight, cap), ids in groups.items():
-        args: list[str | int | bytes] = [str(tenant), priority, weight, cap, PREFIX, len(ids)]
+        args: list[str | int | bytes] = [str(tenant), priority, weight, cap, prefix, len(ids)]
         script(keys=keys, args=[*args, *ids, *pending])
         pending = []
     if pending:  # tokens with no job (tokens owed): pushed alone
-        script(keys=keys, args=["", "interactive", 1, 0, PREFIX, 0, *pending])
+        script(keys=keys, args=["", "interactive", 1, 0, prefix, 0, *pending])
 
 
-def next_turn(conn: redis.Redis, lease_s: float) -> Turn | None:
+def next_turn(conn: redis.Redis, lease_s: float, prefix: str = PREFIX) -> Turn | None:
     """The job a free slot starts now (its tenant's in-flight place taken for lease_s),
     or None when no tenant under its cap has a job queued."""
-    picked = _scripts(conn)[1](
-        keys=[TAGS, VNOW, WEIGHT, CAP, FINISH, PARKED], args=[lease_s, SCAN, PREFIX]
-    )
+    keys = [prefix + name for name in (TAGS, VNOW, WEIGHT, CAP, FINISH, PARKED)]
+    picked = _scripts(conn)[1](keys=keys, args=[lease_s, SCAN, prefix])
     if not picked:
         return None
     tenant, entry, priority, now_s = (part.decode() for part in picked)
@@ -264,46 +267,53 @@ def next_turn(conn: redis.Redis, lease_s: float) -> Turn | None:
     return Turn(uuid.UUID(job_id), tenant, priority, max(waited, 0.0))
 
 
-def release(conn: redis.Redis, turn: Turn) -> bool:
+def release(conn: redis.Redis, turn: Turn, prefix: str = PREFIX) -> bool:
     """The turn's call ended: its in-flight place is free. True when a token must be
     published (one was parked while this tenant was at its cap, and it has jobs)."""
     script = _scripts(conn)[2]
-    return bool(script(keys=[PARKED], args=[turn.tenant, str(turn.job_id), PREFIX]))
+    return bool(script(keys=[prefix + PARKED], args=[turn.tenant, str(turn.job_id), prefix]))
 
 
-def renew(conn: redis.Redis, turns: Iterable[Turn], lease_s: float) -> None:
+def renew(
+    conn: redis.Redis, turns: Iterable[Turn], lease_s: float, prefix: str = PREFIX
+) -> None:
     """Extend the in-flight places of calls still running (only those still held)."""
     until = time.time() + lease_s
     pipe = conn.pipeline(transaction=False)
     for turn in turns:
-        pipe.zadd(running_key(turn.tenant), {str(turn.job_id): until}, xx=True)
-        pipe.expireat(running_key(turn.tenant), int(until) + 1)
+        pipe.zadd(running_key(turn.tenant, prefix), {str(turn.job_id): until}, xx=True)
+        pipe.expireat(running_key(turn.tenant, prefix), int(until) + 1)
     pipe.execute()
 
 
-def reconcile(conn: redis.Redis, token_key: str) -> tuple[int, int]:
+def reconcile(conn: redis.Redis, token_key: str, prefix: str = PREFIX) -> tuple[int, int]:
     """(job ids queued in the lists, tokens owed): the sweeper compares the first with
     what Postgres says is queued, and publishes the second."""
-    queued, owed = _scripts(conn)[3](keys=[TAGS, CAP, token_key, PARKED], args=[PREFIX])
+    keys = [prefix + TAGS, prefix + CAP, token_key, prefix + PARKED]
+    queued, owed = _scripts(conn)[3](keys=keys, args=[prefix])
     return int(queued), int(owed)
 
 
 def configure_tenant(
-    conn: redis.Redis, tenant_id: uuid.UUID, weight: int, max_inflight: int | None
+    conn: redis.Redis,
+    tenant_id: uuid.UUID,
+    weight: int,
+    max_inflight: int | None,
+    prefix: str = PREFIX,
 ) -> None:
     """A tenant's weight and cap, effective at once (every push also sets them)."""
     pipe = conn.pipeline(transaction=True)
-    pipe.hset(WEIGHT, str(tenant_id), max(weight, 1))
+    pipe.hset(prefix + WEIGHT, str(tenant_id), max(weight, 1))
     if max_inflight:
-        pipe.hset(CAP, str(tenant_id), max_inflight)
+        pipe.hset(prefix + CAP, str(tenant_id), max_inflight)
     else:
-        pipe.hdel(CAP, str(tenant_id))
+        pipe.hdel(prefix + CAP, str(tenant_id))
     pipe.execute()
 
 
-def in_flight(conn: redis.Redis, tenant_id: uuid.UUID) -> int:
+def in_flight(conn: redis.Redis, tenant_id: uuid.UUID, prefix: str = PREFIX) -> int:
     """The tenant's calls in flight now, across all workers."""
-    key = running_key(str(tenant_id))
+    key = running_key(str(tenant_id), prefix)
     conn.zremrangebyscore(key, "-inf", time.time())
     return int(conn.zcard(key))
 

@@ -8,6 +8,7 @@ the sweeper publishes the rest (aijobs/batches/transitions.py)."""
 from __future__ import annotations
 
 import hashlib
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Header, Query, Request
@@ -22,7 +23,7 @@ from aijobs.errors import InvalidRequest
 from aijobs.tenants.service import TenantInfo
 from api import rate_limit
 from api.deps import AuthedTenantDep, SessionDep, TenantDep
-from api.publisher import publish_run
+from api.publisher import publish_run, publish_runs
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
@@ -30,8 +31,7 @@ NDJSON = "application/x-ndjson"
 
 
 def _publish(job_ids: list[Any]) -> None:
-    for job_id in job_ids:
-        publish_run(job_id)
+    publish_runs([uuid.UUID(str(job_id)) for job_id in job_ids])
 
 
 async def _read_ndjson(

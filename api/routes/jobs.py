@@ -18,9 +18,10 @@ from aijobs.jobs import submission
 from aijobs.jobs.schemas import JobRequest
 from aijobs.jobs.transitions import TERMINAL
 from aijobs.jobs.view import view
+from aijobs.scheduling import fair_queue
 from api import rate_limit
 from api.deps import AuthedTenantDep, SessionDep, TenantDep
-from api.publisher import publish_run
+from api.publisher import publish_entry, publish_run
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -68,7 +69,10 @@ def submit_job(
     # Committed: enqueue only what is durable.
     job_id = submitted.row["id"]
     if submitted.publish:
-        publish_run(job_id)
+        row = submitted.row
+        publish_entry(
+            fair_queue.Entry(job_id, tenant.id, row["priority"], tenant.weight, tenant.max_inflight)
+        )
     _count(submitted)
     headers = {"Location": f"/v1/jobs/{job_id}"}
     return JSONResponse(view(submitted.row), status_code=202, headers=headers)

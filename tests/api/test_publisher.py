@@ -10,7 +10,8 @@ from typing import Any
 
 import redis
 
-from aijobs.broker import DELIVER_WEBHOOK_TASK, RUN_JOB_TASK
+from aijobs.broker import DELIVER_WEBHOOK_TASK, RUN_NEXT_TASK
+from aijobs.scheduling import fair_queue
 from aijobs.settings import get_settings
 from api import publisher
 from tests.conftest import Services
@@ -34,7 +35,7 @@ def test_a_published_message_is_the_one_send_task_makes(services: Services) -> N
     queue = f"test-publisher-{uuid.uuid4().hex}"
     client = redis.Redis.from_url(services.redis_url)
     try:
-        for task, args in ((RUN_JOB_TASK, [str(uuid.uuid4())]), (DELIVER_WEBHOOK_TASK, [7])):
+        for task, args in ((RUN_NEXT_TASK, []), (DELIVER_WEBHOOK_TASK, [7])):
             publisher._client().send_task(task, args=args, queue=queue, retry=False)
             publisher._publisher().send(task, args, queue)
             assert client.llen(queue) == 2
@@ -57,7 +58,8 @@ def test_a_publish_that_fails_is_reported_not_raised(services: Services, monkeyp
     publisher._client.cache_clear()
     publisher._publisher.cache_clear()
     try:
-        assert publisher.publish_run(uuid.uuid4()) is False
+        entry = fair_queue.Entry(uuid.uuid4(), uuid.uuid4())
+        assert publisher.publish_entry(entry) is False
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import Client
 from tests.fake_openai import FakeOpenAI
-from tests.helpers import chat, unique, wait_until
+from tests.helpers import chat, publish_again, unique, wait_until
 from tests.stack import Stack
 
 ENDED = ("completed", "cancelled")
@@ -487,21 +487,12 @@ def test_embeddings_on_the_batch_tier(
 def test_a_job_message_for_a_batch_tier_job_does_not_run_it_alone(
     live: Stack, client: Client, fake_openai: FakeOpenAI, db: psycopg.Connection[Any]
 ) -> None:
-    """A run_job message (a sweeper's, a redelivery) finds a batch-tier job and leaves it
+    """A batch-tier job pushed into the fair queue (by a sweeper, a redelivery) is left
     to the dispatcher: its call goes only in a provider batch."""
-    from celery import Celery
-
-    from aijobs.broker import QUEUE, RUN_JOB_TASK, celery_config
-    from aijobs.settings import get_settings
-
     live.kill_workers(signal.SIGTERM)
     messages = [unique(f"messaged {i}") for i in range(3)]
     batch = _submit(client, [_line(f"q{i}", m) for i, m in enumerate(messages)])
-    publisher = Celery("test-publisher")
-    publisher.config_from_object(celery_config(get_settings()))
-    for job_id in _job_ids(client, batch["id"]):
-        for _ in range(2):
-            publisher.send_task(RUN_JOB_TASK, args=[job_id], queue=QUEUE)
+    publish_again(_job_ids(client, batch["id"]), times=2)
     live.start_worker()
     done = _wait_ended(client, batch["id"])
     assert done["status"] == "completed" and done["counts"]["succeeded"] == 3, done

@@ -9,13 +9,18 @@ from typing import Any
 import psutil
 import psycopg
 import redis
-from celery import Celery
 
-from aijobs.broker import QUEUE, RUN_JOB_TASK, celery_config
-from aijobs.settings import get_settings
 from tests.conftest import Client, Services
 from tests.fake_openai import FakeOpenAI
-from tests.helpers import barrier, chat, job_status, unique, wait_for_call, wait_until
+from tests.helpers import (
+    barrier,
+    chat,
+    job_status,
+    publish_again,
+    unique,
+    wait_for_call,
+    wait_until,
+)
 from tests.stack import Stack
 
 
@@ -28,12 +33,6 @@ def _outcomes(db: psycopg.Connection[Any], job_id: str) -> list[tuple[Any, ...]]
         "SELECT attempt_no, model, outcome FROM attempts WHERE job_id = %s ORDER BY attempt_no",
         (job_id,),
     ).fetchall()
-
-
-def _publisher() -> Celery:
-    app = Celery("test-publisher")
-    app.config_from_object(celery_config(get_settings()))
-    return app
 
 
 def test_worker_sigkilled_mid_call_finishes_after_restart(
@@ -75,9 +74,7 @@ def test_a_redelivered_message_does_not_run_a_finished_job(
     message = unique("once")
     done = client.wait(client.submit(chat(message)).json()["id"])
     assert done["status"] == "succeeded"
-    publisher = _publisher()
-    for _ in range(3):
-        publisher.send_task(RUN_JOB_TASK, args=[done["id"]], queue=QUEUE)
+    publish_again([done["id"]], times=3)
     barrier(live, client)  # the three messages have been handled
     again = client.http.get(f"/v1/jobs/{done['id']}").json()
     assert again == done
@@ -91,9 +88,7 @@ def test_duplicate_messages_at_once_make_one_call(
 ) -> None:
     message = unique("[sleep:0.5] duplicated")
     job = client.submit(chat(message)).json()
-    publisher = _publisher()
-    for _ in range(5):
-        publisher.send_task(RUN_JOB_TASK, args=[job["id"]], queue=QUEUE)
+    publish_again([job["id"]], times=5)
     done = client.wait(job["id"])
     assert done["status"] == "succeeded"
     assert done["attempts"] == 1
