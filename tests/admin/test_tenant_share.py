@@ -15,6 +15,9 @@ from tests.conftest import Services
 from tests.helpers import unique
 from tests.stack import ADMIN_TOKEN, Stack
 
+WEIGHT_KEY = fair_queue.PREFIX + fair_queue.WEIGHT  # the fair queue's hashes
+CAP_KEY = fair_queue.PREFIX + fair_queue.CAP
+
 
 @pytest.fixture
 def admin(live: Stack) -> Iterator[httpx.Client]:
@@ -30,7 +33,7 @@ def broker(services: Services) -> redis.Redis:
 
 
 def _share_in_redis(broker: redis.Redis, tenant_id: str) -> tuple[Any, Any]:
-    return broker.hget(fair_queue.WEIGHT, tenant_id), broker.hget(fair_queue.CAP, tenant_id)
+    return broker.hget(WEIGHT_KEY, tenant_id), broker.hget(CAP_KEY, tenant_id)
 
 
 def test_create_with_a_share_and_patch_it(admin: httpx.Client, broker: redis.Redis) -> None:

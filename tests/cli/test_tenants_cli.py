@@ -15,6 +15,9 @@ from tests.conftest import Services
 from tests.helpers import unique
 from tests.stack import AIJOBS, child_env
 
+WEIGHT_KEY = fair_queue.PREFIX + fair_queue.WEIGHT  # the fair queue's hashes
+CAP_KEY = fair_queue.PREFIX + fair_queue.CAP
+
 
 def _aijobs(services: Services, *args: str) -> subprocess.CompletedProcess[str]:
     env = child_env(services.database_url, services.redis_url)
@@ -32,7 +35,7 @@ def _row(db: psycopg.Connection[Any], name: str) -> tuple[Any, ...]:
 
 def _redis(services: Services, tenant_id: str) -> tuple[Any, Any]:
     conn = redis.Redis.from_url(services.redis_url, decode_responses=True)
-    return conn.hget(fair_queue.WEIGHT, tenant_id), conn.hget(fair_queue.CAP, tenant_id)
+    return conn.hget(WEIGHT_KEY, tenant_id), conn.hget(CAP_KEY, tenant_id)
 
 
 def test_keys_create_sets_max_inflight_and_weight(
