@@ -1,6 +1,6 @@
 """Prometheus metrics, defined once. The API serves them at /metrics; each worker on
-its own port (AIJOBS_WORKER_METRICS_PORT). Queue depth is read from Postgres at scrape
-time, so every process reports the same truth."""
+its own port (AIJOBS_WORKER_METRICS_PORT). Queue depth (in all, and by tenant and
+priority) is read from Postgres at scrape time, so every process reports the same truth."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import text
 
 JOBS_SUBMITTED = Counter(
     "aijobs_jobs_submitted_total", "Jobs accepted at submit", ["model", "outcome"]
@@ -46,33 +45,49 @@ WEBHOOK_DELIVERIES = Counter(
     "aijobs_webhook_deliveries_total", "Webhook delivery attempts", ["outcome"]
 )
 
-_QUEUE = text(
-    """
-    SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)
-    FROM jobs WHERE status = 'queued' AND leader_id IS NULL
-    """
-)
-
 
 class QueueCollector(Collector):
-    """Jobs waiting, and the age of the oldest, read from Postgres when scraped."""
+    """The queue, read from Postgres when scraped, in one statement (queue_view): jobs
+    waiting and the age of the oldest, and by tenant and priority the jobs queued and
+    running. Every tenant is reported, with zeros when idle, so its series never just
+    vanish; the tenant label is its name."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from aijobs.db import get_engine
+        from aijobs.scheduling import queue_view
 
         depth = GaugeMetricFamily("aijobs_queue_depth", "Jobs queued (leaders)")
         oldest = GaugeMetricFamily(
             "aijobs_queue_oldest_age_seconds", "Age of the oldest queued job"
         )
+        queued = GaugeMetricFamily(
+            "aijobs_jobs_queued",
+            "Jobs queued (leaders) by tenant and priority",
+            labels=["tenant", "priority"],
+        )
+        in_flight = GaugeMetricFamily(
+            "aijobs_jobs_in_flight",
+            "Jobs running by tenant and priority",
+            labels=["tenant", "priority"],
+        )
         try:
             with get_engine().connect() as conn:
-                count, age = conn.execute(_QUEUE).one()
+                tenants = queue_view.by_tenant(conn)
         except Exception:
             return
-        depth.add_metric([], float(count))
-        oldest.add_metric([], float(age))
+        ages = [0.0]
+        for tenant in tenants:
+            for priority, load in tenant.by_priority.items():
+                queued.add_metric([tenant.name, priority], float(load.queued))
+                in_flight.add_metric([tenant.name, priority], float(load.running))
+            if tenant.oldest_queued_s is not None:
+                ages.append(tenant.oldest_queued_s)
+        depth.add_metric([], float(sum(tenant.queued for tenant in tenants)))
+        oldest.add_metric([], max(ages))
         yield depth
         yield oldest
+        yield queued
+        yield in_flight
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())

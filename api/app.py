@@ -13,6 +13,7 @@ from api.routes import (
     admin_jobs,
     admin_page,
     admin_prompts,
+    admin_queue,
     admin_tenants,
     admin_webhooks,
     batches,
@@ -60,6 +61,7 @@ def create_app() -> FastAPI:
     app.include_router(admin_prompts.pages)
     app.include_router(admin_batches.api)
     app.include_router(admin_batches.pages)
+    app.include_router(admin_queue.router)
     app.add_exception_handler(admin_session.LoginRequired, admin_session.to_login)
     return app
 

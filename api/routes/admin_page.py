@@ -1,6 +1,7 @@
 """/admin/: the admin web page. Failed jobs by error code, a job's attempts and webhook
 deliveries, re-runs (one, selected, or by filter after a dry-run count), webhook
-redelivery, tenants' spend and budgets, the audit log. Server-rendered, no script.
+redelivery, tenants' spend and budgets and their share of the workers (weight and max
+in-flight, editable), the audit log. Server-rendered, no script.
 
 Its checks are its routers', declared once: `entry` (the login) needs only the admin
 token to be configured, `pages` a login session, `forms` (every POST) a session and its
@@ -26,6 +27,7 @@ from aijobs.jobs.transitions import STATUSES, TERMINAL
 from aijobs.jobs.view import row_of, view
 from aijobs.models import Tenant
 from aijobs.tenants import audit
+from aijobs.tenants.service import share_now, tenant_by_ref, update_limits
 from aijobs.webhooks import deliveries
 from aijobs.webhooks import service as webhook_service
 from api import admin_session
@@ -69,6 +71,7 @@ NOTICES = {
     "redeliver": "Webhook redelivery queued.",
     "rerun-many": "Re-run {count} job(s).",
     "none-selected": "No job was selected.",
+    "share": "Saved the tenant's weight and max in-flight.",
 }
 SELECT_CAP = 500
 
@@ -370,6 +373,8 @@ def tenants_page(request: Request, session: SessionDep) -> Response:
                 "name": tenant.name,
                 "id": str(tenant.id),
                 "rpm": tenant.rpm,
+                "weight": tenant.weight,
+                "max_inflight": tenant.max_inflight,
                 "today": _spend(session, tenant.id, today, tomorrow),
                 "month": _spend(session, tenant.id, month, tomorrow),
                 "daily": daily.as_json(),
@@ -377,6 +382,45 @@ def tenants_page(request: Request, session: SessionDep) -> Response:
             }
         )
     return render_page(request, "tenants.html", {"tenants": rows})
+
+
+def _share_form(form: Form) -> dict[str, int | None]:
+    """The tenants page's weight and max in-flight (blank: no cap) as update_limits' changes."""
+    changes: dict[str, int | None] = {}
+    for name in ("weight", "max_inflight"):
+        value = _field(form, name)
+        if value is None and name == "max_inflight":
+            changes[name] = None
+            continue
+        try:
+            changes[name] = int(value or "")
+        except ValueError:
+            raise InvalidRequest(f"{name} must be a whole number, not {value!r}") from None
+    return changes
+
+
+@forms.post("/ui/tenants/{tenant_id}/share")
+def save_share(
+    request: Request,
+    page: PageSessionDep,
+    form: CheckedFormDep,
+    session: SessionDep,
+    tenant_id: str,
+) -> Response:
+    """The weight and max in-flight of one tenant's row: saved, then set in the fair queue."""
+    try:
+        tenant = tenant_by_ref(session, tenant_id)
+        changes = _share_form(form)
+        update_limits(session, tenant, changes)
+    except AppError as exc:
+        back = {"error": exc.detail, "back": "/admin/ui/tenants"}
+        return render_page(request, "error.html", back, exc.status)
+    shown = {k: None if v is None else str(v) for k, v in changes.items()}
+    audit.record(session, "tenant.update", _actor(request, page), tenant=tenant.name, changes=shown)
+    share = (tenant.id, tenant.weight, tenant.max_inflight)
+    session.commit()
+    share_now(*share)
+    return _see("/admin/ui/tenants?notice=share")
 
 
 @pages.get("/ui/audit")
