@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 from decimal import Decimal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aijobs.scheduling import queue_view
 
 
 def cmd_usage(args: argparse.Namespace) -> int:
@@ -74,16 +78,19 @@ _STATS = {
 
 
 def cmd_stats(_: argparse.Namespace) -> int:
-    """Queue depth, jobs by status in the last hour, provider latency, spend per hour —
-    from the database, so it works without Prometheus."""
+    """Queue depth (in all, and by tenant and priority), jobs by status in the last hour,
+    provider latency, spend per hour — from the database, so it works without Prometheus."""
     from sqlalchemy import text
 
     from aijobs.db import get_engine
+    from aijobs.scheduling import queue_view
 
     with get_engine().connect() as conn:
         rows = {name: conn.execute(text(sql)).all() for name, sql in _STATS.items()}
+        by_tenant = queue_view.by_tenant(conn, busy_only=True)
     depth, oldest = rows["queue"][0]
     print(f"queue: {depth} job(s) waiting, the oldest for {float(oldest):.1f} s")
+    _print_queue_by_tenant(by_tenant)
     by_status = ", ".join(f"{status} {count}" for status, count in rows["by_status"]) or "none"
     print(f"jobs created in the last hour: {by_status}")
     print("provider latency, last hour:")
@@ -93,3 +100,20 @@ def cmd_stats(_: argparse.Namespace) -> int:
     for hour, spend, calls in rows["spend"]:
         print(f"  {hour:%Y-%m-%d %H:00}  {Decimal(spend):>12.6f} USD  {calls:>7} calls")
     return 0
+
+
+def _print_queue_by_tenant(tenants: list[queue_view.TenantQueue]) -> None:
+    """Tenants with jobs queued or running, busiest first, a line per priority."""
+    print("queue by tenant (leaders; oldest queued since created):")
+    if not tenants:
+        print("  none")
+        return
+    print(f"  {'tenant':<30} {'priority':<12} {'queued':>8} {'running':>8} {'oldest queued':>14}")
+    for tenant in sorted(tenants, key=lambda t: (-t.queued, -t.running, t.name)):
+        for priority, load in tenant.by_priority.items():
+            if not (load.queued or load.running):
+                continue
+            age = "" if load.oldest_queued_s is None else f"{load.oldest_queued_s:.1f} s"
+            print(
+                f"  {tenant.name:<30} {priority:<12} {load.queued:>8} {load.running:>8} {age:>14}"
+            )
