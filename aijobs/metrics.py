@@ -16,6 +16,12 @@ JOBS_SUBMITTED = Counter(
 JOBS_FINISHED = Counter(
     "aijobs_jobs_finished_total", "Jobs that reached a terminal state", ["status", "error_code"]
 )
+TIME_TO_START = Histogram(
+    "aijobs_time_to_start_seconds",
+    "From a job's push into the fair queue (queued and due) to a worker picking it",
+    ["priority"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
 PROVIDER_LATENCY = Histogram(
     "aijobs_provider_call_seconds",
     "Provider call latency",

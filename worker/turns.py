@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from aijobs import metrics
 from aijobs.scheduling import fair_queue
 from aijobs.settings import get_settings
 from worker import enqueue, runner
@@ -29,6 +30,7 @@ def take(owner: str) -> tuple[fair_queue.Turn, runner.Started | str] | None:
         return None
     if turn is None:
         return None
+    metrics.TIME_TO_START.labels(turn.priority).observe(turn.waited_s)
     try:
         return turn, runner.claim(turn.job_id, owner)
     except BaseException:

@@ -274,9 +274,7 @@ def release(conn: redis.Redis, turn: Turn, prefix: str = PREFIX) -> bool:
     return bool(script(keys=[prefix + PARKED], args=[turn.tenant, str(turn.job_id), prefix]))
 
 
-def renew(
-    conn: redis.Redis, turns: Iterable[Turn], lease_s: float, prefix: str = PREFIX
-) -> None:
+def renew(conn: redis.Redis, turns: Iterable[Turn], lease_s: float, prefix: str = PREFIX) -> None:
     """Extend the in-flight places of calls still running (only those still held)."""
     until = time.time() + lease_s
     pipe = conn.pipeline(transaction=False)
