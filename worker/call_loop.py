@@ -96,6 +96,7 @@ class CallLoop:
         if taken is None or isinstance(taken, str):
             return taken or "nothing to run"
         turn, started = taken
+        held = not isinstance(started, str) and started.job.budget_held
         try:
             with self._tracking(self._jobs, turn.job_id):
                 with self._tracked:
@@ -106,7 +107,9 @@ class CallLoop:
         finally:
             with self._tracked:
                 self._turns.pop(turn.job_id, None)
-            await asyncio.to_thread(turns.give_back, turn)
+            # One hop: the place back, and (its call held a reservation) the tenant's
+            # jobs waiting for budget woken.
+            await asyncio.to_thread(turns.give_back, turn, held)
 
     def _unless_stopping(self, kind: str, key: Any, claim: Callable[[], Any]) -> Any:
         """Claim, in a database thread; when the worker is stopping, hand it back."""

@@ -46,7 +46,7 @@ from aijobs.jobs import transitions
 from aijobs.jobs.schemas import JobRequest
 from aijobs.jobs.structured import InvalidOutput, parse_output
 from aijobs.storable import storable_text
-from worker import settle
+from worker import budget_waiters, settle
 from worker.providers.base import Completion, ProviderError
 from worker.providers.errors import map_exception
 from worker.providers.registry import provider_for
@@ -246,6 +246,8 @@ def _wait(job: transitions.Claimed, owner: str, pending: dict[str, Any], reserve
     if waiting is None:
         return "skipped"
     log.info("job %s: its judge waits for the tenant's reservations to settle", job.id)
+    if waiting:
+        budget_waiters.mark(job.tenant_id)
     return "waiting" if waiting else "due"
 
 

@@ -28,7 +28,7 @@ from aijobs.jobs import transitions
 from aijobs.jobs.schemas import JobRequest, Message
 from aijobs.jobs.structured import InvalidOutput, parse_output
 from aijobs.settings import get_settings
-from worker import enqueue, inflight, judging, provider_quota, settle
+from worker import budget_waiters, enqueue, inflight, judging, provider_quota, settle
 from worker.providers.base import Completion, ProviderError
 from worker.providers.errors import map_exception
 from worker.providers.registry import provider_for
@@ -202,7 +202,6 @@ async def complete(started: Started, owner: str) -> str:
         if outcome == "due":  # its judge waited, and the room was there by then
             with contextlib.suppress(Exception):  # else the sweeper publishes it
                 await asyncio.to_thread(_publish, [job.id])
-        await asyncio.to_thread(wake_budget_waiters, job)
         return outcome
     except Exception:
         # Nothing could be recorded: the caller stops renewing the lease, which lapses,
@@ -235,6 +234,7 @@ def _claim(job_id: uuid.UUID, owner: str) -> transitions.Claimed | str:
                     return "skipped"
                 if waiting:
                     log.info("job %s: waits for the tenant's reservations to settle", job_id)
+                    budget_waiters.mark(job.tenant_id)
                     return "waiting"
                 continue  # room was freed since the claim: claim again
             if isinstance(job, transitions.Refused):
@@ -248,21 +248,6 @@ def _claim(job_id: uuid.UUID, owner: str) -> transitions.Claimed | str:
             return "skipped" if job is None else job
     # Queued and due: the sweeper publishes it again if no message does.
     return "skipped"
-
-
-def wake_budget_waiters(job: transitions.Claimed) -> None:
-    """After the settle of a call that held a reservation: the tenant's jobs waiting for
-    budget that fit now are made due and published. Never raises (the sweeper wakes
-    them too)."""
-    if not job.budget_held:
-        return
-    try:
-        with autocommit() as conn:
-            woken = transitions.wake_budget_waiters(conn, job.tenant_id)
-        if woken:
-            _publish(woken)
-    except Exception:
-        log.warning("job %s: waiting jobs left to the sweeper", job.id, exc_info=True)
 
 
 def _publish(job_ids: list[uuid.UUID]) -> None:

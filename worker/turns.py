@@ -4,11 +4,12 @@ thread, and the tenant's in-flight place given back when the attempt ends."""
 from __future__ import annotations
 
 import logging
+import uuid
 
 from aijobs import metrics
 from aijobs.scheduling import fair_queue
 from aijobs.settings import get_settings
-from worker import enqueue, runner
+from worker import budget_waiters, enqueue, runner
 
 log = logging.getLogger("aijobs.worker")
 
@@ -38,11 +39,20 @@ def take(owner: str) -> tuple[fair_queue.Turn, runner.Started | str] | None:
         raise
 
 
-def give_back(turn: fair_queue.Turn) -> None:
+def give_back(turn: fair_queue.Turn, wake_waiters: bool = False) -> None:
     """The attempt ended: the tenant's place is free (and a token parked for it, if any,
-    is published again). Never raises: a place not given back lapses by itself."""
+    is published again); with `wake_waiters` (its call held a budget reservation), the
+    tenant's jobs waiting for budget that fit now are woken, if it may have any. Never
+    raises: a place not given back lapses by itself, and the sweeper wakes waiters."""
     try:
-        if fair_queue.release(fair_queue.client(), turn):
-            enqueue.publish_tokens(1)
+        released = fair_queue.release(fair_queue.client(), turn)
     except Exception:
         log.warning("job %s: its place in the fair queue lapses instead", turn.job_id)
+        released = fair_queue.Released(token_owed=False, budget_waiters=True)
+    try:
+        if released.token_owed:
+            enqueue.publish_tokens(1)
+    except Exception:
+        log.warning("job %s: a parked token is left to the sweeper", turn.job_id)
+    if wake_waiters and released.budget_waiters:
+        budget_waiters.wake(uuid.UUID(turn.tenant))

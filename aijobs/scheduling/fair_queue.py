@@ -40,6 +40,11 @@ VNOW = "vnow"  # the system's virtual time: the tag of the last job started
 WEIGHT = "weight"  # hash: tenant -> weight (1 when absent)
 CAP = "cap"  # hash: tenant -> max calls in flight (absent: no cap)
 PARKED = "parked"  # tokens taken while only capped tenants had jobs
+# A tenant's jobs may be waiting for budget (set when one starts to wait, for a while):
+# only then does the end of one of its calls look for waiters to wake (the sweeper
+# looks on every pass anyway).
+BUDGET_WAITERS = "bw:"
+BUDGET_WAITERS_TTL_S = 300
 PRIORITIES = ("interactive", "batch")
 # NEXT looks at this many tenants, lowest tag first, for one under its cap.
 SCAN = 200
@@ -138,18 +143,20 @@ end
 return false
 """
 
-# KEYS: parked. ARGV: tenant, job id, the key prefix. 1: publish a token (the tenant
-# was at its cap while a token was parked, and has jobs queued).
+# KEYS: parked. ARGV: tenant, job id, the key prefix. Returns {1 when a token must be
+# published (the tenant was at its cap while a token was parked, and has jobs queued),
+# 1 when the tenant may have jobs waiting for budget}.
 _RELEASE = """
 local t = ARGV[1]
 redis.call('ZREM', ARGV[3] .. 'run:' .. t, ARGV[2])
+local waiters = redis.call('EXISTS', ARGV[3] .. 'bw:' .. t)
 local queued = redis.call('LLEN', ARGV[3] .. 'q:' .. t .. ':interactive')
   + redis.call('LLEN', ARGV[3] .. 'q:' .. t .. ':batch')
 if queued > 0 and tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
   redis.call('DECR', KEYS[1])
-  return 1
+  return {1, waiters}
 end
-return 0
+return {0, waiters}
 """
 
 # KEYS: tags, cap, the token list, parked. ARGV: the key prefix.
@@ -267,11 +274,23 @@ def next_turn(conn: redis.Redis, lease_s: float, prefix: str = PREFIX) -> Turn |
     return Turn(uuid.UUID(job_id), tenant, priority, max(waited, 0.0))
 
 
-def release(conn: redis.Redis, turn: Turn, prefix: str = PREFIX) -> bool:
-    """The turn's call ended: its in-flight place is free. True when a token must be
-    published (one was parked while this tenant was at its cap, and it has jobs)."""
+@dataclass(frozen=True)
+class Released:
+    token_owed: bool  # publish a token: one was parked while the tenant was at its cap
+    budget_waiters: bool  # the tenant may have jobs waiting for budget
+
+
+def release(conn: redis.Redis, turn: Turn, prefix: str = PREFIX) -> Released:
+    """The turn's call ended: its in-flight place is free."""
     script = _scripts(conn)[2]
-    return bool(script(keys=[prefix + PARKED], args=[turn.tenant, str(turn.job_id), prefix]))
+    owed, waiters = script(keys=[prefix + PARKED], args=[turn.tenant, str(turn.job_id), prefix])
+    return Released(bool(owed), bool(waiters))
+
+
+def mark_budget_waiters(conn: redis.Redis, tenant_id: uuid.UUID, prefix: str = PREFIX) -> None:
+    """One of the tenant's jobs waits for budget: the ends of its calls look for waiters
+    to wake for the next BUDGET_WAITERS_TTL_S."""
+    conn.set(f"{prefix}{BUDGET_WAITERS}{tenant_id}", 1, ex=BUDGET_WAITERS_TTL_S)
 
 
 def renew(conn: redis.Redis, turns: Iterable[Turn], lease_s: float, prefix: str = PREFIX) -> None:

@@ -114,7 +114,9 @@ def test_a_capped_tenant_is_passed_over_and_its_token_parked(
     turn = _next(conn, prefix)
     assert turn is not None and turn.job_id == free
     # An end frees a place and gives a parked token back.
-    assert fair_queue.release(conn, running[0], prefix=prefix) is True
+    assert fair_queue.release(conn, running[0], prefix=prefix) == fair_queue.Released(
+        token_owed=True, budget_waiters=False
+    )
     assert int(conn.get(prefix + fair_queue.PARKED) or 0) == 1
     again = _next(conn, prefix)
     assert again is not None and again.tenant == str(capped)
@@ -183,3 +185,16 @@ def test_tokens_without_a_list_to_push_them_on_are_refused(conn: redis.Redis, pr
         fair_queue.push(
             conn, [fair_queue.Entry(uuid.uuid4(), uuid.uuid4(), "urgent")], prefix=prefix
         )
+
+
+def test_release_says_when_the_tenant_may_have_budget_waiters(
+    conn: redis.Redis, prefix: str
+) -> None:
+    tenant = uuid.uuid4()
+    _push(conn, prefix, tenant, 2)
+    first, second = _take(conn, prefix, 2)
+    assert fair_queue.release(conn, first, prefix=prefix).budget_waiters is False
+    fair_queue.mark_budget_waiters(conn, tenant, prefix=prefix)
+    assert fair_queue.release(conn, second, prefix=prefix).budget_waiters is True
+    ttl = conn.ttl(f"{prefix}{fair_queue.BUDGET_WAITERS}{tenant}")
+    assert 0 < ttl <= fair_queue.BUDGET_WAITERS_TTL_S

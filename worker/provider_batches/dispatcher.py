@@ -41,7 +41,7 @@ from aijobs.db import autocommit
 from aijobs.jobs import transitions
 from aijobs.jobs.schemas import JobRequest, Message
 from aijobs.settings import get_settings
-from worker import runner, settle
+from worker import budget_waiters, runner, settle
 from worker.provider_batches.base import BatchAPI, Call
 from worker.providers.base import SHAPE_ERRORS, Completion, ProviderError, unexpected_shape
 from worker.providers.errors import map_exception
@@ -299,7 +299,7 @@ def _poll(api: BatchAPI, provider_batch_id: uuid.UUID) -> None:
     with autocommit() as conn:
         provider_batches.end(conn, provider_batch_id, polled.status)
     for job in tenants.values():
-        runner.wake_budget_waiters(job)
+        budget_waiters.wake(job.tenant_id)
     metrics.PROVIDER_BATCHES.labels(row["model"], "ended").inc()
     log.info("provider batch %s: ended (%s)", provider_batch_id, polled.status)
 
