@@ -9,8 +9,9 @@ from functools import lru_cache
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
-from sqlalchemy import Connection, Engine, TextClause, create_engine
+from psycopg.rows import dict_row, tuple_row
+from psycopg.types.json import Jsonb
+from sqlalchemy import JSON, Connection, Engine, TextClause, create_engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -77,30 +78,63 @@ def session_scope() -> Iterator[Session]:
 
 
 class DriverStatement:
-    """A text() statement for `run_on_driver`: its SQL in psycopg's %(name)s style."""
+    """A text() statement for `run_on_driver`: its SQL in psycopg's %(name)s style, and
+    its JSONB parameters (wrapped for the driver as SQLAlchemy's JSONB binds would)."""
 
     def __init__(self, statement: TextClause) -> None:
         sql = statement.text
         if "%" in sql:
             raise ValueError("a driver statement must not contain %")
         self.sql = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql)
+        # name -> None stays SQL NULL (JSONB(none_as_null=True)), else JSON null
+        self.jsonb = {
+            name: bool(getattr(bind.type, "none_as_null", False))
+            for name, bind in statement._bindparams.items()
+            if isinstance(bind.type, JSON)
+        }
+
+    def params(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        if not self.jsonb:
+            return params
+        wrapped = dict(params)
+        for name, none_as_null in self.jsonb.items():
+            value = wrapped.get(name)
+            if isinstance(value, Jsonb) or (value is None and none_as_null):
+                continue
+            wrapped[name] = Jsonb(value)
+        return wrapped
 
 
 def run_on_driver(
     conn: Connection, statement: DriverStatement, params: Mapping[str, Any]
 ) -> dict[str, Any] | None:
     """Run one statement straight on the psycopg connection under `conn` (in its
-    transaction, or autocommit): its first row as a dict. For the submit's statement,
-    where SQLAlchemy's execution and result set-up cost more CPU than the driver's work
-    (docs/scaling.md). JSONB parameters are the caller's to wrap (psycopg's Jsonb).
-    A database error is raised as conn.execute raises it (a SQLAlchemy DBAPIError,
-    parameters hidden), and a dead connection is invalidated, not pooled again."""
+    transaction, or autocommit): its first row as a dict. For the hottest statements
+    (the submit's, the worker's claim and settle), where SQLAlchemy's execution and
+    result set-up cost more CPU than the driver's work (docs/scaling.md). A database
+    error is raised as conn.execute raises it (a SQLAlchemy DBAPIError, parameters
+    hidden), and a dead connection is invalidated, not pooled again."""
+    row = _on_driver(conn, statement, params, dict_row)
+    return None if row is None else dict(row)
+
+
+def row_on_driver(
+    conn: Connection, statement: DriverStatement, params: Mapping[str, Any]
+) -> tuple[Any, ...] | None:
+    """`run_on_driver`, its first row as a tuple (for unnamed or repeated columns)."""
+    row = _on_driver(conn, statement, params, tuple_row)
+    return None if row is None else tuple(row)
+
+
+def _on_driver(
+    conn: Connection, statement: DriverStatement, params: Mapping[str, Any], factory: Any
+) -> Any:
     pooled = conn.connection
     driver = pooled.driver_connection
     assert isinstance(driver, psycopg.Connection)
     try:
-        with driver.cursor(row_factory=dict_row) as cursor:
-            cursor.execute(statement.sql, params)
+        with driver.cursor(row_factory=factory) as cursor:
+            cursor.execute(statement.sql, statement.params(params))
             return cursor.fetchone()
     except psycopg.Error as exc:
         error: Any = exc  # psycopg's, which SQLAlchemy's typing calls DBAPIModule.Error

@@ -56,7 +56,7 @@ from aijobs.billing.budget import (
     periods_of,
     refuse_spent,
 )
-from aijobs.db import DriverStatement, run_on_driver
+from aijobs.db import DriverStatement, row_on_driver, run_on_driver
 from aijobs.jobs.view import VIEW_COLUMNS
 from aijobs.lost_work import Waiting
 
@@ -301,6 +301,9 @@ def _claim_statement(tier: str) -> TextClause:
 
 _CLAIM = _claim_statement("standard")
 _CLAIM_FOR_PROVIDER_BATCH = _claim_statement("batch")
+# The worker's two statements a job, run on the driver like the submit's (db.py).
+_CLAIM_ON_DRIVER = DriverStatement(_CLAIM)
+_CLAIM_FOR_PROVIDER_BATCH_ON_DRIVER = DriverStatement(_CLAIM_FOR_PROVIDER_BATCH)
 
 # A call that fits the budget alone but not beside the reservations of calls in flight:
 # running (ours, just claimed) -> queued, its attempt uncounted, waiting for budget
@@ -572,7 +575,7 @@ def claim(
     Refused when the call cannot fit the budget even alone, or every attempt was used;
     OverReserved when it only waits for other calls' reservations (wait_for_budget)."""
     params = {"id": job_id, "owner": owner, "lease_s": lease_s}
-    return _claimed(conn, _CLAIM, job_id, owner, params, "standard")
+    return _claimed(conn, _CLAIM_ON_DRIVER, job_id, owner, params, "standard")
 
 
 def claim_for_provider_batch(
@@ -582,18 +585,18 @@ def claim_for_provider_batch(
     call's batch reservation, its attempt naming the provider batch, its lease held
     until that batch ends (the sweeper does not take it back meanwhile)."""
     params = {"id": job_id, "owner": owner, "provider_batch_id": provider_batch_id}
-    return _claimed(conn, _CLAIM_FOR_PROVIDER_BATCH, job_id, owner, params, "batch")
+    return _claimed(conn, _CLAIM_FOR_PROVIDER_BATCH_ON_DRIVER, job_id, owner, params, "batch")
 
 
 def _claimed(
     conn: Connection,
-    statement: TextClause,
+    statement: DriverStatement,
     job_id: uuid.UUID,
     owner: str,
     params: Mapping[str, Any],
     tier: str,
 ) -> Claimed | Refused | OverReserved | None:
-    row = conn.execute(statement, params).first()
+    row = row_on_driver(conn, statement, params)
     if row is None:
         return None
     (
@@ -717,7 +720,8 @@ def _run_settle(
         "job_checks": call.job_checks if call.job_checks is not None else call.checks,
         **extra,
     }
-    row = conn.execute(statement, params).one()
+    row = row_on_driver(conn, _SETTLES_ON_DRIVER[statement], params)
+    assert row is not None  # the statement's counts: always one row
     return Settled(ended=bool(row[1]), followers=int(row[2]))
 
 
@@ -990,6 +994,11 @@ _RATE_LIMITED_CALLS = text(
     WHERE job_id = :id AND error_code = 'provider_rate_limited'
     """
 )
+# The settles run on the driver like the claim (db.py), by statement.
+_SETTLES_ON_DRIVER = {
+    statement: DriverStatement(statement)
+    for statement in (_SUCCEED, _FAIL, _RETRY, _FALLBACK, _QUOTA_RETRY)
+}
 
 
 def wait_for_quota(conn: Connection, job: Claimed, owner: str, wait_s: float) -> bool:
