@@ -39,6 +39,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from aijobs.db import hold_connections
 from aijobs.scheduling import fair_queue
 from worker import runner, turns, webhook_runner
 
@@ -74,7 +75,11 @@ class CallLoop:
             self._republish = republish
             loop = asyncio.new_event_loop()
             loop.set_default_executor(
-                ThreadPoolExecutor(max_workers=db_threads, thread_name_prefix="aijobs-db")
+                ThreadPoolExecutor(
+                    max_workers=db_threads,
+                    thread_name_prefix="aijobs-db",
+                    initializer=hold_connections,  # one connection each, kept
+                )
             )
             self._webhooks = ThreadPoolExecutor(
                 max_workers=webhook_threads, thread_name_prefix="aijobs-webhook"

@@ -232,7 +232,13 @@ def _claim_statement(tier: str) -> TextClause:
     """The claim of a job queued for `tier`: standard (one call, under a lease the
     worker renews), or batch (the call goes in provider batch :provider_batch_id, at its
     batch reservation, under a lease that does not lapse while that batch is in flight:
-    worker/provider_batches/; any later call of the job is standard)."""
+    worker/provider_batches/; any later call of the job is standard).
+
+    `num_nulls(leader_id) = 1` says `leader_id IS NULL` in a form the planner cannot
+    match to the partial index of in-flight leaders (uq_jobs_inflight_leader): with the
+    plain form, on a table whose statistics lag its growth (a fresh database, a big
+    batch just queued), it scanned that whole index for the id, the queue's length
+    per claim, instead of taking the row by its primary key."""
     batch = tier == "batch"
     lease = "'infinity'::timestamptz" if batch else "now() + make_interval(secs => :lease_s)"
     reserve = _reserve(batch)
@@ -245,8 +251,8 @@ def _claim_statement(tier: str) -> TextClause:
                                                       ELSE 0 END,
                lease_owner = :owner, lease_expires_at = {lease}, tier = 'standard',
                started_at = coalesce(started_at, now()), next_attempt_at = NULL
-        WHERE id = :id AND status = 'queued' AND leader_id IS NULL AND tier = '{tier}'
-          AND coalesce(next_attempt_at, now()) <= now()
+        WHERE id = :id AND status = 'queued' AND num_nulls(leader_id) = 1
+          AND tier = '{tier}' AND coalesce(next_attempt_at, now()) <= now()
         RETURNING id, tenant_id, current_model, request, timeout_s, max_attempts, attempts,
                   model_attempts, {reserve} AS reserve,
                   started_at = now() AS first_start, retry_messages,
