@@ -90,19 +90,21 @@ def _metric(base_url: str, name: str, model: str) -> list[float]:
 def test_a_provider_quota_runs_out_into_waiting_not_into_429s(
     quota_stack: Stack, quota_client: Client, fake: FakeOpenAI, db: psycopg.Connection[Any]
 ) -> None:
-    """The fake allows 30 calls a window and says so in its headers; 120 jobs: the
-    workers wait for each reset, so 429s are at most 5% of the calls made and no job
-    fails provider_rate_limited."""
-    quota = Quota(LEARNED.partition("/")[2], requests=PER_WINDOW, window_s=WINDOW_S)
+    """The issue's case, its time scaled by 10: a quota of 300 calls a minute (here 300
+    a 6 s window) that the fake states in its headers, and 1,000 jobs queued (over three
+    windows of quota): the workers wait for each reset, so 429s are at most 5% of the
+    calls made and no job fails provider_rate_limited."""
+    quota = Quota(LEARNED.partition("/")[2], requests=10 * PER_WINDOW, window_s=WINDOW_S)
     fake.quota = quota
     tag = unique("quota")
     ids = _submit_all(
         quota_client,
-        [chat(f"[sleep:0.1] {tag} {i}", model=LEARNED, max_attempts=2) for i in range(120)],
+        [chat(f"[sleep:0.1] {tag} {i}", model=LEARNED, max_attempts=2) for i in range(1000)],
     )
-    rows = _wait_all(db, ids, timeout_s=55)
+    rows = _wait_all(db, ids, timeout_s=120)
+    print(f"1,000 jobs under the quota: {quota.calls} calls, {quota.limited} answered 429")
     assert [row for row in rows if row[0] != "succeeded"] == []
-    assert quota.calls >= 120
+    assert quota.calls >= 1000
     assert quota.limited <= 0.05 * quota.calls, (quota.limited, quota.calls)
     assert _metric(quota_stack.base_url, "aijobs_quota_waits_total", LEARNED)
 
