@@ -19,6 +19,7 @@ from api.routes import (
     batches,
     health,
     jobs,
+    openai_compat,
     prompts,
     tenant,
     usage,
@@ -49,6 +50,8 @@ def create_app() -> FastAPI:
     problems.install(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    # Errors in OpenAI's shape on these routes only (their route class renders them).
+    app.include_router(openai_compat.router)
     app.include_router(batches.router)
     app.include_router(usage.router)
     app.include_router(tenant.router)
