@@ -182,3 +182,12 @@ def make_client(live: Stack, services: Services) -> Iterator[Callable[..., Clien
 @pytest.fixture
 def client(make_client: Callable[..., Client]) -> Client:
     return make_client()
+
+
+@pytest.fixture
+def admin(live: Stack) -> Iterator[httpx.Client]:
+    """An HTTP client of the shared stack's API with the admin token."""
+    with httpx.Client(
+        base_url=live.base_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60
+    ) as http:
+        yield http

@@ -9,19 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.conftest import Client, Services
 from tests.fake_openai import FakeOpenAI
 from tests.helpers import chat, unique
-from tests.stack import ADMIN_TOKEN, AIJOBS, Stack, child_env
-
-
-@pytest.fixture
-def admin(live: Stack) -> httpx.Client:
-    return httpx.Client(
-        base_url=live.base_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60
-    )
+from tests.stack import AIJOBS, Stack, child_env
 
 
 def _failed_job(client: Client, message: str, **extra: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@ validated, cleared, audited, and set in the fair queue's Redis at once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -13,18 +12,9 @@ import redis
 from aijobs.scheduling import fair_queue
 from tests.conftest import Services
 from tests.helpers import unique
-from tests.stack import ADMIN_TOKEN, Stack
 
 WEIGHT_KEY = fair_queue.PREFIX + fair_queue.WEIGHT  # the fair queue's hashes
 CAP_KEY = fair_queue.PREFIX + fair_queue.CAP
-
-
-@pytest.fixture
-def admin(live: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=live.base_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60
-    ) as http:
-        yield http
 
 
 @pytest.fixture

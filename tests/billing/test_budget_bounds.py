@@ -6,7 +6,7 @@ counts that day's ledger, and the periods come from the database's clock."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -21,7 +21,7 @@ from aijobs.billing import budget
 from tests.conftest import Client, Services
 from tests.fake_openai import FakeOpenAI
 from tests.helpers import chat, unique, wait_for_call, wait_until
-from tests.stack import ADMIN_TOKEN, Stack
+from tests.stack import Stack
 
 
 def _counters(db: psycopg.Connection[Any], tenant: str) -> tuple[Any, ...]:
@@ -41,14 +41,6 @@ def _ledger(db: psycopg.Connection[Any], job_ids: list[str]) -> tuple[int, Decim
     ).fetchone()
     assert row is not None
     return int(row[0]), Decimal(row[1])
-
-
-@pytest.fixture
-def admin(live: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=live.base_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60
-    ) as http:
-        yield http
 
 
 @pytest.mark.parametrize(
