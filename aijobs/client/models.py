@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 TERMINAL_JOB = frozenset({"succeeded", "failed", "cancelled"})
 TERMINAL_BATCH = frozenset({"completed", "cancelled"})
@@ -64,7 +64,7 @@ class Job(_Open):
     attempts: int = 0
     result: JobResult | None = None
     error: JobError | None = None
-    usage: Usage = Usage()
+    usage: Usage = Field(default_factory=Usage)
     cost_usd: Decimal = Decimal(0)
     cache_hit: bool = False
     metadata: dict[str, str] = {}
