@@ -8,6 +8,9 @@ import binascii
 from collections.abc import Mapping
 from typing import Any
 
+from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError as Refused
+
 from aijobs.client.errors import WebhookVerificationError
 
 
@@ -16,13 +19,6 @@ def verify_webhook(body: bytes | str, headers: Mapping[str, str], secret: str) -
     are best: any re-encoding breaks the signature), its headers (any case) and the
     tenant's `whsec_...` secret. Raises WebhookVerificationError on a wrong or missing
     signature, a timestamp more than five minutes from now, or a malformed header."""
-    try:
-        from standardwebhooks.webhooks import Webhook
-        from standardwebhooks.webhooks import WebhookVerificationError as Refused
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "verify_webhook needs the `standardwebhooks` package: pip install standardwebhooks"
-        ) from exc
     try:
         payload = Webhook(secret).verify(body, dict(headers))
     except Refused as exc:

@@ -19,6 +19,7 @@ from aijobs.jobs.schemas import JobRequest
 from aijobs.jobs.transitions import TERMINAL
 from aijobs.jobs.view import view
 from aijobs.scheduling import fair_queue
+from aijobs.tenants.service import TenantInfo
 from api import rate_limit
 from api.deps import AuthedTenantDep, SessionDep, TenantDep
 from api.publisher import publish_entry, publish_run
@@ -44,6 +45,15 @@ def submit_job(
     the tenant's rpm (submissions only). The hot route: each unit of work is opened
     here, in its one thread-pool hop, and the job view (JSON-ready already) is sent as
     is, without FastAPI's re-encoding."""
+    job = accept(body, tenant, idempotency_key)
+    headers = {"Location": f"/v1/jobs/{job['id']}"}
+    return JSONResponse(job, status_code=202, headers=headers)
+
+
+def accept(body: JobRequest, tenant: TenantInfo, idempotency_key: str | None) -> dict[str, Any]:
+    """Submit a job as POST /v1/jobs does (replay, rpm, budget, cache and in-flight
+    dedup, publish after the commit, metrics): the job's view. The front door's routes
+    (api/routes/openai_compat.py) accept their jobs here too."""
     submitted = None
     if idempotency_key is not None:
         with session_scope() as session:
@@ -74,8 +84,7 @@ def submit_job(
             fair_queue.Entry(job_id, tenant.id, row["priority"], tenant.weight, tenant.max_inflight)
         )
     _count(submitted)
-    headers = {"Location": f"/v1/jobs/{job_id}"}
-    return JSONResponse(view(submitted.row), status_code=202, headers=headers)
+    return view(submitted.row)
 
 
 def _count(submitted: submission.Submitted) -> None:

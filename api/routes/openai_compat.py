@@ -5,7 +5,6 @@ for). Errors on these routes use OpenAI's error object (the route class below)."
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -95,10 +94,8 @@ IdempotencyKey = Annotated[
 
 def _submit(tenant: TenantInfo, request: JobRequest, key: str | None) -> dict[str, Any]:
     """The job, submitted exactly as POST /v1/jobs submits one (replay, rpm, budget,
-    cache and in-flight dedup, publish after commit, metrics): by calling that route."""
-    response = jobs.submit_job(request, tenant, key)
-    submitted: dict[str, Any] = json.loads(bytes(response.body))
-    return submitted
+    cache and in-flight dedup, publish after commit, metrics)."""
+    return jobs.accept(request, tenant, key)
 
 
 def _read(tenant_id: uuid.UUID, job_id: str) -> dict[str, Any]:

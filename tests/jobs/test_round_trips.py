@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from aijobs.billing.budget import BudgetExceeded
-from aijobs.db import session_scope
+from aijobs.db import autocommit, session_scope
 from aijobs.jobs.schemas import JobRequest
 from aijobs.jobs.submission import submit, submit_new
 from aijobs.jobs.view import VIEW_COLUMNS
@@ -56,6 +56,8 @@ def test_statements_per_submit_and_per_job(
     request = JobRequest.model_validate(
         {"model": "sim/echo", "messages": [{"role": "user", "content": uuid.uuid4().hex}]}
     )
+    with autocommit() as conn:  # the autocommit pool's first connect asks the server a few
+        conn.execute(text("SELECT 1"))  # things once (version, settings): not per job
     with counted() as statements, session_scope() as session:
         job_id = submit(session, tenant_id, request).row["id"]
     assert statements == ["WITH"], statements  # cache look-up and insert in one, autocommit
