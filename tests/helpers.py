@@ -104,3 +104,13 @@ def publish_again(job_ids: list[str], times: int = 1) -> None:
 
     for _ in range(times):
         assert publish_runs([uuid.UUID(job_id) for job_id in job_ids])
+
+
+def spend_today(db: Any, tenant: str, usd: str) -> None:
+    """Record `usd` as the tenant's spend today (its budget counters), as if calls had
+    cost it: a daily budget of that much is then spent."""
+    db.execute(
+        "UPDATE budget_counters SET day_spent = %s"
+        " WHERE tenant_id = (SELECT id FROM tenants WHERE name = %s)",
+        (usd, tenant),
+    )

@@ -20,7 +20,7 @@ from aijobs.jobs import submission, transitions
 from aijobs.jobs.schemas import JobRequest
 from tests.conftest import Client, Services
 from tests.fake_openai import FakeOpenAI
-from tests.helpers import chat, unique, wait_for_call
+from tests.helpers import chat, spend_today, unique, wait_for_call
 from tests.stack import Stack
 
 MAX_TOKENS = 50
@@ -99,11 +99,7 @@ def test_over_budget_is_402_at_submit(
     make_client: Callable[..., Client], db: psycopg.Connection[Any]
 ) -> None:
     client = make_client(daily_budget=Decimal("0.01"))
-    db.execute(
-        "UPDATE budget_counters SET day_spent = 0.01"
-        " WHERE tenant_id = (SELECT id FROM tenants WHERE name = %s)",
-        (client.tenant,),
-    )
+    spend_today(db, client.tenant, "0.01")
     response = client.submit(chat("hi", model="sim/echo"))
     assert response.status_code == 402
     assert response.headers["content-type"] == "application/problem+json"

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import Client
 from tests.fake_openai import FakeOpenAI
-from tests.helpers import unique
+from tests.helpers import spend_today, unique
 from tests.stack import Stack
 
 
@@ -117,11 +117,7 @@ def test_spent_budget_is_402_budget_exceeded(
     make_client: Callable[..., Client], live: Stack, db: psycopg.Connection[Any]
 ) -> None:
     client = make_client(daily_budget=Decimal("0.01"))
-    db.execute(
-        "UPDATE budget_counters SET day_spent = 0.01"
-        " WHERE tenant_id = (SELECT id FROM tenants WHERE name = %s)",
-        (client.tenant,),
-    )
+    spend_today(db, client.tenant, "0.01")
     with pytest.raises(openai.APIStatusError) as caught:
         _sdk(live, client.api_key).chat.completions.create(
             model="sim/echo", messages=_user(unique("over budget"))
