@@ -5,9 +5,11 @@ AI calls spend seconds waiting on the network. A coroutine waits for almost noth
 where a thread a call costs memory and contends for the GIL: one process holds
 thousands of calls in flight on one loop. Celery's consumer (the solo pool) only
 hands each attempt to the loop, and blocks while all `slots` (`--concurrency`) are
-taken, so the worker takes no more messages than it can run. The claim and settle
-statements run on the loop's database threads, one per pooled connection, so no
-burst opens more connections than the pool holds.
+taken, so the worker takes no more messages than it can run. A message is a token:
+the job is picked by the fair queue (aijobs/scheduling/fair_queue.py) and claimed in
+one database-thread call, when a slot is free. The claim and settle statements run
+on the loop's database threads, each of which keeps one connection, so no burst
+opens more connections than the pool holds.
 
 Webhook deliveries (blocking HTTP behind the SSRF guard) run on threads of their own,
 AIJOBS_WEBHOOK_THREADS of them, and never take a job's slot. Handing one over never
@@ -16,9 +18,8 @@ deferred in Postgres (pending, due a little later) and the sweeper publishes it
 again, so slow receivers cannot stop job messages from being taken.
 
 Measured against claiming in the consumer itself, or on dedicated claim threads,
-this is the fastest (docs/scaling.md). Its cost: under a backlog, an attempt may
-wait in the loop for its claim longer than AIJOBS_REQUEUE_AFTER_S, and the sweeper
-then publishes its job again; that message finds the job taken and does nothing.
+this is the fastest (docs/scaling.md). Under a backlog a job waits in the fair
+queue, not in the loop: it is picked only when a database thread is free to claim it.
 
 The loop knows which jobs and deliveries it is working on: the maintenance loop
 renews the leases of exactly those, so an attempt that died can never hold a job.
