@@ -44,7 +44,6 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, RowMapping, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -150,29 +149,16 @@ _INSERT_ON_DRIVER = DriverStatement(_INSERT)
 _INSERT_BUDGETED_ON_DRIVER = DriverStatement(_INSERT_BUDGETED)
 
 
-def _driver_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The insert's parameters for the driver: its JSONB ones wrapped as SQLAlchemy's
-    JSONB binds make them (None is JSON null, but a missing prompt is SQL NULL)."""
-    prompt = params["prompt"]
-    return {
-        **params,
-        "request": Jsonb(params["request"]),
-        "metadata": Jsonb(params["metadata"]),
-        "reserve_usd": Jsonb(params["reserve_usd"]),
-        "prompt": None if prompt is None else Jsonb(prompt),
-    }
-
-
 def insert(conn: Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
     """(none) -> queued, or succeeded from the cache. None when an identical job is in
     flight: follow it (`follow`). The hottest statement: run on the driver."""
-    return run_on_driver(conn, _INSERT_ON_DRIVER, _driver_params(params))
+    return run_on_driver(conn, _INSERT_ON_DRIVER, params)
 
 
 def insert_budgeted(conn: Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
     """`insert` for a tenant with a budget, refused (BudgetExceeded, nothing written)
     when a limit is already spent, in the same statement."""
-    row = run_on_driver(conn, _INSERT_BUDGETED_ON_DRIVER, _driver_params(params))
+    row = run_on_driver(conn, _INSERT_BUDGETED_ON_DRIVER, params)
     assert row is not None  # the budget's state: always one row
     if row["budget_spent"]:
         refuse_spent(*periods_of(row))
