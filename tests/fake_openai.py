@@ -31,6 +31,20 @@ last user message (and by model), and injects faults written into that message:
                 (cache_creation_input_tokens, not in input_tokens)
   [reasoning:N] OpenAI: N of the completion's tokens were reasoning tokens
                 (completion_tokens_details.reasoning_tokens; completion_tokens counts them)
+Streaming: a chat call with "stream": true is answered as the provider streams it, in
+chunked server-sent events: OpenAI's chat.completion.chunk objects (the role first, the
+reply over several chunks, the finish_reason, then with stream_options.include_usage a
+last chunk with no choices and the usage; then `data: [DONE]`), or Anthropic's events
+(message_start with the input and cache tokens, the text_delta chunks, or the tool
+input's JSON as input_json_delta chunks when a tool is forced, message_delta with the
+stop_reason and output_tokens, message_stop). The usage is the unstreamed answer's, and
+the directives above apply ([fail], [status], [429], [down] before the stream starts;
+[broken] and [trickle] to unstreamed answers only). Three more:
+  [chunks:3]    the reply in 3 chunks (by default, one a word with its spaces)
+  [pace:0.05]   wait 0.05 s before each chunk of the reply, so deltas arrive over time
+  [cut:2]       send the first 2 chunks of the reply, then close the connection with the
+                answer unfinished (a stream broken mid-way)
+`streamed(key)` tells, call by call, whether a chat call asked for a stream.
 Quota mode (tests/fake_quota.py): with `fake.quota = Quota(model, requests=N, ...)` chat
 calls to that model answer 429 with OpenAI's rate-limit headers once the window's
 quota is spent, and carry the headers on every answer.
@@ -51,6 +65,7 @@ from typing import Any
 
 from tests import fake_quota
 from tests.fake_batches import FakeBatches
+from tests.fake_streams import Event, chat_stream, message_stream
 
 
 class _Server(ThreadingHTTPServer):
@@ -59,7 +74,7 @@ class _Server(ThreadingHTTPServer):
 
 DIRECTIVES = (
     "fail|status|429|sleep|reply|down|storm|broken|nul|trickle|numbered|long|bytes|score"
-    "|cached|cache_write|reasoning"
+    "|cached|cache_write|reasoning|chunks|pace|cut"
 )
 JUDGE_SYSTEM = "You are a judge"
 DIRECTIVE = re.compile(rf"\[({DIRECTIVES}):?([^\]]*)\]")
@@ -109,6 +124,7 @@ class FakeOpenAI:
         # The messages (and the rest of the body) of each chat call, by its key.
         self.bodies: dict[str, list[dict[str, Any]]] = {}
         self.chat_bodies: list[dict[str, Any]] = []  # every chat call's body, in order
+        self.streams: dict[str, list[bool]] = {}  # whether each chat call asked for a stream
         self.quota: fake_quota.Quota | None = None  # quota mode, off when None
         self._lock = threading.Lock()
         # The batch APIs (files, batches, message batches): tests/fake_batches.py.
@@ -160,11 +176,18 @@ class FakeOpenAI:
         with self._lock:
             return list(self.caps.get(key, []))
 
+    def streamed(self, key: str) -> list[bool]:
+        """Whether each chat call with this key (OpenAI's or Anthropic's) asked for a
+        stream, in order."""
+        with self._lock:
+            return list(self.streams.get(key, []))
+
     def _record(self, key: str, model: str, payload: dict[str, Any] | None = None) -> int:
         with self._lock:
             if payload is not None:
                 cap = {name: payload[name] for name in CAP_FIELDS if name in payload}
                 self.caps.setdefault(key, []).append(cap)
+                self.streams.setdefault(key, []).append(bool(payload.get("stream")))
             self.calls[key] += 1
             self.model_calls[(key, model)] += 1
             self.call_times.setdefault(key, []).append(time.monotonic())
@@ -198,6 +221,36 @@ class FakeOpenAI:
                     self.wfile.write(data[i : i + 1])
                     self.wfile.flush()
                     time.sleep(trickle_s)
+
+            def _send_stream(
+                self, events: list[Event], headers: dict[str, str], directives: dict[str, str]
+            ) -> None:
+                """A 200 answer of server-sent events in chunked transfer encoding, as
+                the providers send them: [pace:S] waits before each reply chunk, [cut:N]
+                closes the connection after N of them, the body unfinished."""
+                pace = float(directives.get("pace") or 0)
+                cut = int(directives["cut"]) if directives.get("cut") else None
+                self.protocol_version = "HTTP/1.1"  # for chunked framing; closed after
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.send_header("Connection", "close")
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                sent = 0
+                for event, data, is_reply in events:
+                    if is_reply:
+                        if sent == cut:
+                            return  # no terminating chunk: the client sees the body cut
+                        time.sleep(pace)
+                        sent += 1
+                    text = data if isinstance(data, str) else json.dumps(data)
+                    frame = (f"event: {event}\n" if event else "") + f"data: {text}\n\n"
+                    encoded = frame.encode()
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(encoded), encoded))
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
 
             def do_GET(self) -> None:
                 if not fake.batches.serve(self, "GET"):
@@ -299,37 +352,37 @@ class FakeOpenAI:
                 completion, capped = output_tokens(directives, reply, cap)
                 broken = "broken" in directives
                 message: dict[str, Any] | None = {"role": "assistant", "content": reply}
-                self._send(
-                    200,
-                    {
-                        "id": f"chatcmpl-{n}",
-                        "object": "chat.completion",
-                        "created": int(time.time()),
-                        "model": payload.get("model", ""),
-                        "choices": [
-                            {
-                                "index": 0,
-                                "message": None if broken else message,
-                                "finish_reason": "length" if capped else "stop",
-                            }
-                        ],
-                        "usage": {
-                            "prompt_tokens": prompt,
-                            "completion_tokens": completion,
-                            "total_tokens": prompt + completion,
-                            "prompt_tokens_details": {
-                                "cached_tokens": cache_tokens(directives, "cached", prompt)
-                            },
-                            "completion_tokens_details": {
-                                "reasoning_tokens": cache_tokens(
-                                    directives, "reasoning", completion
-                                )
-                            },
+                answer = {
+                    "id": f"chatcmpl-{n}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": payload.get("model", ""),
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": None if broken else message,
+                            "finish_reason": "length" if capped else "stop",
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": prompt,
+                        "completion_tokens": completion,
+                        "total_tokens": prompt + completion,
+                        "prompt_tokens_details": {
+                            "cached_tokens": cache_tokens(directives, "cached", prompt)
+                        },
+                        "completion_tokens_details": {
+                            "reasoning_tokens": cache_tokens(directives, "reasoning", completion)
                         },
                     },
-                    quota_headers,
-                    trickle_s=float(directives.get("trickle") or 0),
-                )
+                }
+                if payload.get("stream"):
+                    usage = bool((payload.get("stream_options") or {}).get("include_usage"))
+                    events = chat_stream(answer, directives, usage)
+                    self._send_stream(events, quota_headers, directives)
+                    return
+                trickle_s = float(directives.get("trickle") or 0)
+                self._send(200, answer, quota_headers, trickle_s=trickle_s)
 
             def _embeddings(self, payload: dict[str, Any]) -> None:
                 inputs = payload.get("input", [])
@@ -390,25 +443,25 @@ class FakeOpenAI:
                 stop_reason = "tool_use" if payload.get("tools") else "end_turn"
                 cached = cache_tokens(directives, "cached", prompt)
                 written = cache_tokens(directives, "cache_write", prompt - cached)
-                self._send(
-                    200,
-                    {
-                        "id": f"msg_{n}",
-                        "type": "message",
-                        "role": "assistant",
-                        "model": model,
-                        "content": content,
-                        "stop_reason": "max_tokens" if capped else stop_reason,
-                        "stop_sequence": None,
-                        "usage": {
-                            # Anthropic's input_tokens leaves out the cache's tokens.
-                            "input_tokens": prompt - cached - written,
-                            "output_tokens": completion,
-                            "cache_read_input_tokens": cached,
-                            "cache_creation_input_tokens": written,
-                        },
+                answer = {
+                    "id": f"msg_{n}",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": content,
+                    "stop_reason": "max_tokens" if capped else stop_reason,
+                    "stop_sequence": None,
+                    "usage": {
+                        # Anthropic's input_tokens leaves out the cache's tokens.
+                        "input_tokens": prompt - cached - written,
+                        "output_tokens": completion,
+                        "cache_read_input_tokens": cached,
+                        "cache_creation_input_tokens": written,
                     },
-                    {},
-                )
+                }
+                if payload.get("stream"):
+                    self._send_stream(message_stream(answer, directives), {}, directives)
+                    return
+                self._send(200, answer, {})
 
         return Handler

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,15 @@ from aijobs.jobs import transitions
 from aijobs.jobs.schemas import JobRequest, Message
 from aijobs.jobs.structured import InvalidOutput, parse_output
 from aijobs.settings import get_settings
-from worker import budget_waiters, enqueue, inflight, judging, provider_quota, settle
+from worker import (
+    budget_waiters,
+    enqueue,
+    inflight,
+    job_events,
+    judging,
+    provider_quota,
+    settle,
+)
 from worker.providers.base import Completion, ProviderError
 from worker.providers.errors import map_exception
 from worker.providers.registry import provider_for
@@ -46,11 +55,12 @@ def _sent(request: JobRequest, job: transitions.Claimed) -> JobRequest:
 
 
 async def _call(
-    job: transitions.Claimed,
+    job: transitions.Claimed, on_delta: Callable[[str], None] | None = None
 ) -> tuple[Completion | None, Any, ProviderError | None, int, list[checks.Result]]:
     """One provider call, its output validated (response_schema, then the output
     checks); never raises. timeout_s bounds the whole call (connect, headers, body,
-    streaming), not each read."""
+    streaming), not each read. A job asking to stream has its text passed to
+    `on_delta` as it arrives."""
     started = time.monotonic()
     completion: Completion | None = None
     parsed: Any = None
@@ -62,7 +72,9 @@ async def _call(
         request = JobRequest.model_validate(job.request)
         provider, name = provider_for(job.model)
         async with asyncio.timeout(job.timeout_s):
-            completion = await provider.run(name, _sent(request, job), job.timeout_s)
+            completion = await provider.run(
+                name, _sent(request, job), job.timeout_s, on_delta=on_delta
+            )
         parsed, error, results = check_output(request, completion)
     except TimeoutError:
         error = ProviderError(
@@ -177,15 +189,22 @@ async def complete(started: Started, owner: str) -> str:
         "model": job.model,
         "attempt": str(job.attempt_no),
     }
+    events = job_events.AttemptEvents(job.id)
+    error: ProviderError | None = None
     try:
         with sentry.job_scope(**tags):
             if job.judge_pending is not None:
                 # A judge that waited for budget: the output is kept, its model not called.
                 outcome = await judging.resume(job, owner)
             else:
+                events.emit("status", {"status": "running"})
+                events.emit("attempt", {"number": job.attempt_no, "model": job.model})
                 if started.quota is not None and started.quota.start_in_s > 0:
                     await asyncio.sleep(started.quota.start_in_s)  # its place in the quota
-                completion, parsed, error, latency_ms, results = await _call(job)
+                streams = bool(job.request.get("stream"))
+                completion, parsed, error, latency_ms, results = await _call(
+                    job, events.delta if streams else None
+                )
                 if started.quota is not None:
                     await asyncio.to_thread(
                         provider_quota.observe, started.quota, completion, error
@@ -199,6 +218,8 @@ async def complete(started: Started, owner: str) -> str:
                     outcome = await asyncio.to_thread(
                         settle.record, job, owner, completion, parsed, error, latency_ms, results
                     )
+        _outcome_events(events, job, outcome, error)
+        await events.close()
         if outcome == "due":  # its judge waited, and the room was there by then
             with contextlib.suppress(Exception):  # else the sweeper publishes it
                 await asyncio.to_thread(_publish, [job.id])
@@ -215,6 +236,25 @@ async def complete(started: Started, owner: str) -> str:
         if started.quota is not None:
             with contextlib.suppress(Exception):  # the slot expires by itself
                 await asyncio.to_thread(provider_quota.release, started.quota)
+
+
+def _outcome_events(
+    events: job_events.AttemptEvents,
+    job: transitions.Claimed,
+    outcome: str,
+    error: ProviderError | None,
+) -> None:
+    """What the settled attempt means to the job's followers (written after the
+    settle committed, so a follower reading the job on `done` finds it ended)."""
+    if outcome in ("succeeded", "failed"):
+        events.emit("status", {"status": outcome})
+        events.emit("done", {})
+    elif outcome == "retrying":  # the next attempt (or model) streams anew
+        code = error.code if error is not None else "check_failed"
+        events.emit("reset", {"attempt": job.attempt_no, "code": code})
+        events.emit("status", {"status": "queued"})
+    elif outcome in ("waiting", "due"):  # its judge waits for budget: the output stays
+        events.emit("status", {"status": "queued"})
 
 
 # Claim rounds when a call waiting for budget finds the room freed meanwhile.

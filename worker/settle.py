@@ -29,6 +29,7 @@ from aijobs.jobs import transitions
 from aijobs.money import usd
 from aijobs.settings import get_settings
 from aijobs.storable import storable, storable_text
+from aijobs.streaming import writer as events
 from worker.providers.base import Completion, ProviderError
 from worker.retry_policy import retry_delay
 
@@ -179,6 +180,8 @@ def record(
             followers = with_db_retries(what, lambda c: transitions.finish_followers(c, job.id))
         except Exception:  # the sweeper finishes them (settle_orphans)
             log.exception("%s: its followers are left to the sweeper", what)
+        for follower in followers:
+            events.ended(follower, outcome)
     if settled.ended and outcome != "retrying":
         code = error.code if error and outcome == "failed" else ""
         metrics.JOBS_FINISHED.labels(outcome, code).inc(1 + len(followers))

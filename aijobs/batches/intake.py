@@ -83,6 +83,11 @@ def check_batch_tier(request: JobRequest) -> None:
             f" ({', '.join(BATCH_TIER_PROVIDERS)}); use tier standard",
             extra={"field": "tier", "model": request.model},
         )
+    if request.stream:
+        raise TierUnsupported(
+            'stream is not served on tier "batch" (a provider batch answers all at once)',
+            extra={"field": "stream"},
+        )
     if judge_models(request.checks):
         raise TierUnsupported(
             'judge checks are not served on tier "batch"; use tier standard',

@@ -1,5 +1,5 @@
-"""A Python client for aijobs' HTTP API: `Client` (sync) and `AsyncClient`, typed job
-and batch objects, errors carrying the API's code, and webhook verification. It imports
+"""A Python client for aijobs' HTTP API: `Client` (sync) and `AsyncClient`, typed job,
+batch and job-event objects, errors carrying the API's code, and webhook verification. It imports
 nothing from the API or the worker: it runs in the users' processes."""
 
 from aijobs.client.async_ import AsyncClient
@@ -10,18 +10,25 @@ from aijobs.client.errors import (
     NotFound,
     RateLimited,
     ServerError,
+    StreamInterrupted,
     Unauthorized,
     WebhookVerificationError,
 )
 from aijobs.client.models import (
+    AttemptEvent,
     Batch,
     BatchCounts,
     BatchPage,
     BatchResult,
+    DeltaEvent,
+    DoneEvent,
     Job,
     JobError,
+    JobEvent,
     JobPage,
     JobResult,
+    ResetEvent,
+    StatusEvent,
     Usage,
 )
 from aijobs.client.sync import Client
@@ -30,20 +37,27 @@ from aijobs.client.webhooks import verify_webhook
 __all__ = [
     "AijobsError",
     "AsyncClient",
+    "AttemptEvent",
     "Batch",
     "BatchCounts",
     "BatchPage",
     "BatchResult",
     "BudgetExceeded",
     "Client",
+    "DeltaEvent",
+    "DoneEvent",
     "InvalidRequest",
     "Job",
     "JobError",
+    "JobEvent",
     "JobPage",
     "JobResult",
     "NotFound",
     "RateLimited",
+    "ResetEvent",
     "ServerError",
+    "StatusEvent",
+    "StreamInterrupted",
     "Unauthorized",
     "Usage",
     "WebhookVerificationError",

@@ -14,6 +14,9 @@ from pydantic import BaseModel
 from aijobs.client.errors import from_response
 
 MAX_WAIT_S = 30.0  # the API's longest long-poll per request
+# An open event stream is pinged (": ping") well within this, so a minute without a
+# byte is a dead connection, whatever shorter timeout the client has.
+EVENTS_READ_TIMEOUT_S = 60.0
 DEFAULT_TIMEOUT_S = 60.0
 USER_AGENT = "aijobs-python-client"
 
@@ -88,6 +91,18 @@ def list_jobs(status: str | None, limit: int, cursor: str | None) -> Call:
     if cursor is not None:
         params["cursor"] = cursor
     return Call("GET", "/v1/jobs", params=params)
+
+
+def events(job_id: str, last_event_id: int | None) -> Call:
+    """The job's event stream after event `last_event_id`; without it, from the start,
+    or `done` alone for a job that has ended."""
+    headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
+    return Call(
+        "GET",
+        f"/v1/jobs/{_segment(job_id)}/events",
+        headers=headers,
+        timeout_s=EVENTS_READ_TIMEOUT_S,
+    )
 
 
 def cancel(job_id: str) -> Call:

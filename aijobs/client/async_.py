@@ -3,17 +3,19 @@ as the sync Client, awaited."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from httpx_sse import SSEError, aconnect_sse
 from pydantic import BaseModel
 
-from aijobs.client import _http
-from aijobs.client.errors import from_response
-from aijobs.client.models import Batch, BatchPage, BatchResult, Job, JobPage
+from aijobs.client import _events, _http
+from aijobs.client.errors import ServerError, from_response
+from aijobs.client.models import Batch, BatchPage, BatchResult, DoneEvent, Job, JobEvent, JobPage
 
 if TYPE_CHECKING:
     from aijobs.jobs.schemas import JobRequest
@@ -116,6 +118,35 @@ class AsyncClient:
 
     async def cancel(self, job_id: str) -> Job:
         return Job.model_validate(await self._send(_http.cancel(job_id)))
+
+    async def events(
+        self, job_id: str, last_event_id: int | None = None
+    ) -> AsyncIterator[JobEvent]:
+        """The job's events as they happen (GET /v1/jobs/{id}/events), after
+        `last_event_id` if given, up to `done`; see Client.events."""
+        resume = _events.Resume(job_id, last_event_id)
+        while True:
+            call = _http.events(job_id, resume.last_event_id)
+            kwargs = _http.request_kwargs(call, self._api_key, self._timeout)
+            cause: Exception | None = None  # None: the server closed before done
+            try:
+                async with aconnect_sse(
+                    self._http, call.method, self.base_url + call.path, **kwargs
+                ) as source:
+                    if not source.response.is_success:
+                        await source.response.aread()
+                        raise from_response(source.response)
+                    async for sse in source.aiter_sse():
+                        event = resume.take(sse)
+                        if event is not None:
+                            yield event
+                            if isinstance(event, DoneEvent):
+                                return
+            except SSEError:  # a 2xx answer that is not an event stream: no retry helps
+                raise
+            except (httpx.TransportError, ServerError) as exc:
+                cause = exc
+            await asyncio.sleep(resume.backoff(cause))
 
     # Batches
 

@@ -58,6 +58,19 @@ class ServerError(AijobsError):
     """5xx: a failure on aijobs' side; the request may be retried."""
 
 
+class StreamInterrupted(ConnectionError):
+    """A job's event stream kept dropping before `done`: several reconnections in a row
+    brought no new event. Pass `last_event_id` to `events()` again to go on from there;
+    the last failure is the exception's `__cause__`."""
+
+    def __init__(self, job_id: str, last_event_id: int | None) -> None:
+        super().__init__(
+            f"the events of job {job_id} stopped before done (last event: {last_event_id})"
+        )
+        self.job_id = job_id
+        self.last_event_id = last_event_id
+
+
 class WebhookVerificationError(ValueError):
     """A webhook whose signature does not match the secret, or whose timestamp is stale
     (more than five minutes away from now), or whose headers are missing."""

@@ -1,12 +1,12 @@
-"""Typed answers of the API: the job and batch objects of docs/api.md, their pages, and a
-line of a batch's results. `extra="allow"` everywhere: a field the API adds later is
-kept (as an attribute) and never breaks an older client."""
+"""Typed answers of the API: the job and batch objects of docs/api.md, their pages, a
+line of a batch's results, and a job's events. `extra="allow"` everywhere: a field the
+API adds later is kept (as an attribute) and never breaks an older client."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -129,3 +129,52 @@ class BatchResult(_Open):
     error: JobError | None = None
     usage: Usage | None = None
     cost_usd: Decimal | None = None
+
+
+# A job's events (GET /v1/jobs/{id}/events): one model per kind, so a `match` or an
+# isinstance check gives typed fields. `id` is the event's SSE id (0, 1, 2, ... per job).
+
+
+class _Event(_Open):
+    id: int
+
+
+class StatusEvent(_Event):
+    """The job's status changed (or, first on a stream, the status it has)."""
+
+    type: Literal["status"] = "status"
+    status: str
+
+
+class AttemptEvent(_Event):
+    """A provider call began: its number (1, 2, ...) and the model called."""
+
+    type: Literal["attempt"] = "attempt"
+    number: int
+    model: str
+
+
+class DeltaEvent(_Event):
+    """A piece of the output of the attempt being streamed (jobs with "stream": true)."""
+
+    type: Literal["delta"] = "delta"
+    text: str
+
+
+class ResetEvent(_Event):
+    """The attempt being streamed failed: drop its deltas; the next attempt streams anew.
+    `attempt` is its number (None when the worker running it was lost)."""
+
+    type: Literal["reset"] = "reset"
+    attempt: int | None = None
+    code: str
+
+
+class DoneEvent(_Event):
+    """The job ended; `job` is the final job object. The stream closes after it."""
+
+    type: Literal["done"] = "done"
+    job: Job
+
+
+JobEvent = StatusEvent | AttemptEvent | DeltaEvent | ResetEvent | DoneEvent

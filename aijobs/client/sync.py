@@ -8,11 +8,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from httpx_sse import SSEError, connect_sse
 from pydantic import BaseModel
 
-from aijobs.client import _http
-from aijobs.client.errors import from_response
-from aijobs.client.models import Batch, BatchPage, BatchResult, Job, JobPage
+from aijobs.client import _events, _http
+from aijobs.client.errors import ServerError, from_response
+from aijobs.client.models import Batch, BatchPage, BatchResult, DoneEvent, Job, JobEvent, JobPage
 
 if TYPE_CHECKING:
     from aijobs.jobs.schemas import JobRequest
@@ -112,6 +113,38 @@ class Client:
 
     def cancel(self, job_id: str) -> Job:
         return Job.model_validate(self._send(_http.cancel(job_id)))
+
+    def events(self, job_id: str, last_event_id: int | None = None) -> Iterator[JobEvent]:
+        """The job's events as they happen (GET /v1/jobs/{id}/events), after
+        `last_event_id` if given, up to `done`, the final job. A dropped connection (a
+        network error, a 5xx, the stream closed before `done`) is resumed after the last
+        event seen, so no event is lost or repeated; after a few tries in a row without
+        a new event it raises StreamInterrupted. A 4xx raises at once (NotFound...).
+        Without `last_event_id` a job that has ended gives `done` alone; 0 replays the
+        events kept (24 h), of an ended job too."""
+        resume = _events.Resume(job_id, last_event_id)
+        while True:
+            call = _http.events(job_id, resume.last_event_id)
+            kwargs = _http.request_kwargs(call, self._api_key, self._timeout)
+            cause: Exception | None = None  # None: the server closed before done
+            try:
+                with connect_sse(
+                    self._http, call.method, self.base_url + call.path, **kwargs
+                ) as source:
+                    if not source.response.is_success:
+                        source.response.read()
+                        raise from_response(source.response)
+                    for sse in source.iter_sse():
+                        event = resume.take(sse)
+                        if event is not None:
+                            yield event
+                            if isinstance(event, DoneEvent):
+                                return
+            except SSEError:  # a 2xx answer that is not an event stream: no retry helps
+                raise
+            except (httpx.TransportError, ServerError) as exc:
+                cause = exc
+            time.sleep(resume.backoff(cause))
 
     # Batches
 

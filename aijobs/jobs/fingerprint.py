@@ -37,7 +37,10 @@ def fingerprint(tenant_id: uuid.UUID, request: JobRequest) -> str:
 
 
 def body_hash(request: JobRequest) -> str:
-    """The whole request as validated (defaults filled in). A priority not sent is left
-    out, so a key accepted before the field existed still matches its body."""
+    """The whole request as validated (defaults filled in). A priority not sent and a
+    stream not asked for are left out, so a key accepted before these fields existed
+    still matches its body."""
     unset = {"priority"} if request.priority is None else set()
+    if not request.stream:
+        unset.add("stream")
     return hashlib.sha256(_canonical(request.model_dump(mode="json", exclude=unset))).hexdigest()

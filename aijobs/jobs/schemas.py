@@ -85,6 +85,10 @@ class JobRequest(BaseModel):
     # POST /v1/jobs, batch for a batch's line). Not part of the dedup fingerprint: the
     # same request has the same answer whatever its priority.
     priority: Literal["interactive", "batch"] | None = None
+    # SPEC's "Streaming": the worker streams the call from the provider and the job's
+    # events (GET /v1/jobs/{id}/events) carry its text as `delta` events. Chat jobs
+    # only; not part of the dedup fingerprint (the answer is the same, streamed or not).
+    stream: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -164,4 +168,6 @@ class JobRequest(BaseModel):
                 raise ValueError("messages are for chat jobs; embed jobs take input")
             if self.response_schema is not None:
                 raise ValueError("response_schema applies to chat jobs only")
+            if self.stream:
+                raise ValueError("stream applies to chat jobs only")
         return self

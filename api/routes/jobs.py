@@ -19,6 +19,7 @@ from aijobs.jobs.schemas import JobRequest
 from aijobs.jobs.transitions import TERMINAL
 from aijobs.jobs.view import view
 from aijobs.scheduling import fair_queue
+from aijobs.streaming import writer as events
 from aijobs.tenants.service import TenantInfo
 from api import rate_limit
 from api.deps import AuthedTenantDep, SessionDep, TenantDep
@@ -141,10 +142,18 @@ def list_jobs(
 
 
 @router.post("/{job_id}/cancel")
-def cancel_job(job_id: str, tenant: TenantDep, session: SessionDep) -> dict[str, Any]:
-    cancelled = job_service.cancel(session, tenant.id, job_id)
-    session.commit()
+def cancel_job(job_id: str, tenant: TenantDep) -> dict[str, Any]:
+    return cancel(tenant.id, job_id)
+
+
+def cancel(tenant_id: uuid.UUID, job_id: str) -> dict[str, Any]:
+    """Cancel the job as POST /v1/jobs/{id}/cancel does (its followers told, an heir
+    published): its view. The front door's cancel comes here too."""
+    with session_scope() as session:
+        cancelled = job_service.cancel(session, tenant_id, job_id)
+        session.commit()
     metrics.JOBS_FINISHED.labels("cancelled", "cancelled").inc()
+    events.ended(uuid.UUID(str(cancelled.row["id"])), "cancelled")
     if cancelled.heir is not None:
         publish_run(cancelled.heir)
     return view(cancelled.row)

@@ -3,6 +3,10 @@
 Structured output goes through a forced tool call whose input schema is the
 job's response_schema: the tool input is the JSON object we validate (the tool is
 built in aijobs/billing/call_bounds.py, where the reservation counts it).
+
+A chat job that asks for it is streamed (the SDK's message stream): its text deltas, or
+with a response_schema the tool input's JSON as it is written, go to on_delta, and the
+stream's final Message gives the same Completion as the call unstreamed.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 import anthropic
+from anthropic.lib.streaming import ParsedMessageStreamEvent
 
 from aijobs.billing.call_bounds import output_cap, structured_tool, structured_tool_choice
 from aijobs.jobs.schemas import JobRequest
@@ -20,8 +25,12 @@ from aijobs.settings import get_settings
 from worker.providers.base import (
     SHAPE_ERRORS,
     Completion,
+    OnDelta,
     ProviderError,
+    broken_stream,
     connection_limits,
+    delta_sink,
+    next_item,
     rate_limit_headers,
     unexpected_shape,
 )
@@ -95,10 +104,66 @@ def message_completion(message: anthropic.types.Message, request: JobRequest) ->
         raise unexpected_shape(exc) from exc
 
 
+class _EventReader:
+    """What a message stream's events add to the answer message_completion reads: the
+    text deltas, or for structured output the tool input's JSON as it is written; and
+    the Message the SDK accumulated, given with the stream's last event."""
+
+    def __init__(self, structured: bool) -> None:
+        self.structured = structured
+        self.final: anthropic.types.Message | None = None
+
+    def add(self, event: ParsedMessageStreamEvent[Any]) -> str:
+        """Take an event in; the text it adds (maybe empty)."""
+        try:
+            if event.type == "message_stop":
+                self.final = event.message
+            if event.type != "content_block_delta":
+                return ""
+            delta = event.delta
+            if self.structured:
+                return delta.partial_json if delta.type == "input_json_delta" else ""
+            return delta.text if delta.type == "text_delta" else ""
+        except SHAPE_ERRORS as exc:
+            raise unexpected_shape(exc) from exc
+
+
+async def _streamed_message(
+    name: str, request: JobRequest, timeout_s: float, on_delta: OnDelta
+) -> Completion:
+    reader = _EventReader(structured=request.response_schema is not None)
+    manager = _client().messages.stream(**message_kwargs(name, request), timeout=timeout_s)
+    async with manager as stream:
+        try:
+            while (event := await next_item(stream)) is not None:
+                text = reader.add(event)
+                if text:
+                    on_delta(text)
+        except anthropic.APIStatusError as exc:
+            if exc.status_code >= 300:
+                raise  # mapped as it is (worker/providers/errors.py)
+            # An error event after the 200 (overloaded_error, say), which the SDK raises
+            # with the 200's status: the server failed mid-way.
+            raise broken_stream("an error event") from exc
+        headers = rate_limit_headers(stream.response.headers)
+    if reader.final is None:
+        raise broken_stream()
+    return replace(message_completion(reader.final, request), headers=headers)
+
+
 class AnthropicProvider:
-    async def run(self, name: str, request: JobRequest, timeout_s: float) -> Completion:
+    async def run(
+        self,
+        name: str,
+        request: JobRequest,
+        timeout_s: float,
+        on_delta: OnDelta | None = None,
+    ) -> Completion:
         if request.task != "chat":
             raise ProviderError("provider_error", "Anthropic has no embeddings", retryable=False)
+        sink = delta_sink(request, on_delta)
+        if sink is not None:
+            return await _streamed_message(name, request, timeout_s, sink)
         # A raw response: its rate-limit headers pace the next calls (provider quotas).
         raw = await _client().messages.with_raw_response.create(
             **message_kwargs(name, request), timeout=timeout_s

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx2
 
@@ -75,10 +75,51 @@ def unexpected_shape(exc: Exception) -> ProviderError:
 # What reading an SDK answer of an odd shape raises.
 SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
 
+T = TypeVar("T")
+
+
+async def next_item(stream: AsyncIterator[T]) -> T | None:
+    """A stream's next event, None at its end. An event the SDK cannot decode (JSON it
+    cannot parse, a tool input it cannot accumulate) is an answer of odd shape."""
+    try:
+        return await anext(stream)
+    except StopAsyncIteration:
+        return None
+    except SHAPE_ERRORS as exc:
+        raise unexpected_shape(exc) from exc
+
+
+def broken_stream(detail: str = "") -> ProviderError:
+    """A streamed answer that stopped before its end (the connection closed, or an error
+    event came after the 200): transient, like a 5xx, and its text so far is void."""
+    said = f" ({detail})" if detail else ""
+    return ProviderError(
+        "provider_error", f"the provider's stream broke off before its end{said}", retryable=True
+    )
+
+
+# Takes each piece of a streamed answer's text as it arrives: synchronous and quick (it
+# only queues the text), so a slow reader never holds up the call.
+OnDelta = Callable[[str], None]
+
+
+def delta_sink(request: JobRequest, on_delta: OnDelta | None) -> OnDelta | None:
+    """Where a call's text goes as it arrives, when the call is to be streamed (a chat
+    job that asked for it, and a caller that takes the pieces); None: not streamed."""
+    return on_delta if request.stream and request.task == "chat" else None
+
 
 class Provider(Protocol):
-    async def run(self, name: str, request: JobRequest, timeout_s: float) -> Completion:
-        """Make exactly one provider call (no SDK retries) and return its result."""
+    async def run(
+        self,
+        name: str,
+        request: JobRequest,
+        timeout_s: float,
+        on_delta: OnDelta | None = None,
+    ) -> Completion:
+        """Make exactly one provider call (no SDK retries) and return its result. A
+        streamed call (see delta_sink) hands each non-empty piece of text to on_delta as
+        it arrives and returns the same Completion the call unstreamed would."""
 
 
 def connection_limits() -> httpx2.Limits:

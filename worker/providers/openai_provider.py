@@ -1,5 +1,6 @@
 """OpenAI and any OpenAI-compatible server, through the official SDK (Chat Completions,
-Embeddings). The SDK's own retries are off: every call is one recorded attempt."""
+Embeddings). The SDK's own retries are off: every call is one recorded attempt. A chat
+job that asks for it is streamed, its usage read from the stream's last chunk."""
 
 from __future__ import annotations
 
@@ -15,9 +16,13 @@ from aijobs.settings import get_settings
 from worker.providers.base import (
     SHAPE_ERRORS,
     Completion,
+    OnDelta,
     ProviderError,
+    broken_stream,
     connection_limits,
+    delta_sink,
     estimate_tokens,
+    next_item,
     rate_limit_headers,
     request_text,
     unexpected_shape,
@@ -107,9 +112,96 @@ def chat_completion(response: openai.types.chat.ChatCompletion, request: JobRequ
     )
 
 
+class _ChunkReader:
+    """What a streamed Chat Completions answer adds up to, one chunk at a time: the
+    first choice's text and finish reason, and the usage of the last chunk (sent with
+    no choices when the request asks for it)."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.finish_reason: str | None = None
+        self.usage: Any = None
+
+    def add(self, chunk: openai.types.chat.ChatCompletionChunk) -> str:
+        """Take a chunk in; its text (maybe empty)."""
+        try:
+            if chunk.usage is not None:
+                self.usage = chunk.usage
+            text = ""
+            for choice in chunk.choices:
+                if choice.index == 0:
+                    text = (choice.delta.content if choice.delta is not None else None) or ""
+                    self.finish_reason = choice.finish_reason or self.finish_reason
+        except SHAPE_ERRORS as exc:
+            raise unexpected_shape(exc) from exc
+        if text:
+            self.parts.append(text)
+        return text
+
+    def completion(self, request: JobRequest) -> Completion:
+        if self.finish_reason is None:
+            raise broken_stream()
+        content = "".join(self.parts)
+        try:
+            if self.usage is not None:
+                counted = from_openai(self.usage)
+            else:
+                counted = Usage(estimate_tokens(request_text(request)), estimate_tokens(content))
+        except SHAPE_ERRORS as exc:
+            raise unexpected_shape(exc) from exc
+        return Completion(
+            content=content,
+            finish_reason=self.finish_reason,
+            input_tokens=counted.input_tokens,
+            output_tokens=counted.output_tokens,
+            cached_input_tokens=counted.cached_input_tokens,
+        )
+
+
+async def _streamed_chat(
+    client: openai.AsyncOpenAI,
+    name: str,
+    request: JobRequest,
+    timeout_s: float,
+    on_delta: OnDelta,
+) -> Completion:
+    raw = await client.chat.completions.with_raw_response.create(
+        **chat_kwargs(name, request),
+        stream=True,
+        stream_options={"include_usage": True},
+        timeout=timeout_s,
+    )
+    stream = raw.parse()
+    if not isinstance(stream, openai.AsyncStream):
+        raise unexpected_shape(TypeError("the answer to a streamed call was not a stream"))
+    reader = _ChunkReader()
+    async with stream:
+        try:
+            while (chunk := await next_item(stream)) is not None:
+                text = reader.add(chunk)
+                if text:
+                    on_delta(text)
+        except (openai.APIStatusError, openai.APIConnectionError):
+            raise  # mapped as they are (worker/providers/errors.py)
+        except openai.APIError as exc:
+            # An error event after the 200: the server failed mid-way.
+            raise broken_stream("an error event") from exc
+    completion = reader.completion(request)
+    return replace(completion, headers=rate_limit_headers(raw.headers))
+
+
 class OpenAIProvider:
-    async def run(self, name: str, request: JobRequest, timeout_s: float) -> Completion:
+    async def run(
+        self,
+        name: str,
+        request: JobRequest,
+        timeout_s: float,
+        on_delta: OnDelta | None = None,
+    ) -> Completion:
         client = _client()
+        sink = delta_sink(request, on_delta)
+        if sink is not None:
+            return await _streamed_chat(client, name, request, timeout_s, sink)
         # Raw responses: their rate-limit headers pace the next calls (provider quotas).
         if request.task == "embed":
             raw_embedded = await client.embeddings.with_raw_response.create(

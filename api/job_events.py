@@ -1,0 +1,238 @@
+"""Following a job's events in an API process (SPEC "Streaming").
+
+One Redis pub/sub connection per process (the Hub) hears the entries of every job some
+request here follows, and hands each to those requests' queues; a request catches up
+from the job's stream (XRANGE) after its subscription is confirmed, and again whenever
+the connection was lost or an id was skipped, so no event is lost or repeated. When no
+entry comes for a while, the job row is read: a job that ended without a `done` entry
+(cancelled queued, a dedup follower finished with its leader, failed by the sweeper)
+still ends its stream. Many open streams cost one connection, not one each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as aioredis
+import redis.exceptions
+from fastapi.concurrency import run_in_threadpool
+
+from aijobs.db import session_scope
+from aijobs.jobs import service as job_service
+from aijobs.jobs.transitions import TERMINAL
+from aijobs.jobs.view import view
+from aijobs.settings import get_settings
+from aijobs.streaming.events import Event, from_entry, from_message, stream_key
+
+log = logging.getLogger("aijobs.api")
+
+# How long a follower waits for its subscription to be confirmed before catching up
+# anyway (a later catch-up finds what it missed).
+CONFIRM_WAIT_S = 2.0
+# Without entries, the job row is read after these pauses (then every MAX_QUIET_S).
+FIRST_QUIET_S = 0.25
+MAX_QUIET_S = 2.0
+# What one catch-up reads at most (a job's stream is bounded by its output anyway).
+CATCH_UP_COUNT = 10_000
+
+Queue = asyncio.Queue[Event | None]  # None: entries may have been missed, catch up
+
+
+class Hub:
+    """This process's subscriptions to job channels, shared by every follower."""
+
+    def __init__(self, url: str) -> None:
+        self.redis = aioredis.Redis.from_url(url, socket_timeout=None, health_check_interval=30)
+        self.pubsub = self.redis.pubsub()
+        self.queues: dict[str, set[Queue]] = {}
+        self.confirmed: dict[str, asyncio.Event] = {}
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def join(self, channel: str) -> Queue:
+        """A queue that receives the channel's entries from now on (once confirmed)."""
+        queue: Queue = asyncio.Queue()
+        followers = self.queues.setdefault(channel, set())
+        followers.add(queue)
+        if len(followers) == 1:
+            self.confirmed[channel] = asyncio.Event()
+            await self.pubsub.subscribe(channel)
+            self.wake.set()
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._read(), name="aijobs-job-events")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CONFIRM_WAIT_S):
+                await self.confirmed[channel].wait()
+        return queue
+
+    async def leave(self, channel: str, queue: Queue) -> None:
+        followers = self.queues.get(channel)
+        if followers is None:
+            return
+        followers.discard(queue)
+        if not followers:
+            del self.queues[channel]
+            self.confirmed.pop(channel, None)
+            with contextlib.suppress(redis.exceptions.RedisError, OSError):
+                await self.pubsub.unsubscribe(channel)
+
+    async def _read(self) -> None:
+        while True:
+            if not self.queues:
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            try:
+                message = await self.pubsub.get_message(timeout=1.0)
+            except (redis.exceptions.RedisError, OSError):
+                log.warning("job events: the pub/sub connection was lost", exc_info=True)
+                self._tell_all(None)  # each follower catches up from the streams
+                await asyncio.sleep(0.5)
+                continue
+            if message is None:
+                continue
+            self._handle(message)
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        channel = message["channel"]
+        channel = channel.decode() if isinstance(channel, bytes) else str(channel)
+        if message["type"] == "subscribe":
+            confirmed = self.confirmed.get(channel)
+            if confirmed is not None:
+                confirmed.set()
+            # A resubscription after a reconnect: entries may have been missed.
+            for queue in self.queues.get(channel, ()):
+                queue.put_nowait(None)
+        elif message["type"] == "message":
+            event = from_message(message["data"])
+            for queue in self.queues.get(channel, ()):
+                queue.put_nowait(event)
+
+    def _tell_all(self, item: Event | None) -> None:
+        for followers in self.queues.values():
+            for queue in followers:
+                queue.put_nowait(item)
+
+    async def entries(self, channel: str, after: int) -> list[Event]:
+        """The stream's entries with ids above `after`."""
+        rows = await self.redis.xrange(channel, min=f"0-{after + 1}", count=CATCH_UP_COUNT)
+        return _events(rows)
+
+    async def last(self, channel: str) -> Event | None:
+        found = _events(await self.redis.xrevrange(channel, count=1))
+        return found[0] if found else None
+
+
+def _events(rows: Any) -> list[Event]:
+    return [from_entry(entry_id, fields) for entry_id, fields in rows or () if fields]
+
+
+_hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
+
+
+def hub() -> Hub:
+    """This event loop's hub (one per API process)."""
+    loop = asyncio.get_running_loop()
+    found = _hubs.get(loop)
+    if found is None:
+        found = _hubs[loop] = Hub(get_settings().required_redis_url)
+    return found
+
+
+def read(tenant_id: uuid.UUID, job_id: uuid.UUID | str) -> dict[str, Any]:
+    """The job object, or the 404 when it is not the tenant's."""
+    with session_scope() as session:
+        return view(job_service.get_row(session, tenant_id, str(job_id)))
+
+
+async def follow(
+    tenant_id: uuid.UUID, job_id: uuid.UUID, after: int | None
+) -> AsyncIterator[Event]:
+    """The job's events, in order, ending with `done` (its data: the job object).
+
+    after=None: a new follower (an ended job gives only `done`; else every event from
+    the start, or a `status` with id 0 when there is none yet); after=N: the events
+    with ids above N, then `done` once the job has ended. The job must exist and be
+    the tenant's (the caller has read it)."""
+    events = hub()
+    channel = stream_key(job_id)
+    queue = await events.join(channel)
+    try:
+        async for event in _follow(events, queue, channel, tenant_id, job_id, after):
+            yield event
+    finally:
+        await events.leave(channel, queue)
+
+
+async def _follow(
+    events: Hub,
+    queue: Queue,
+    channel: str,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    after: int | None,
+) -> AsyncIterator[Event]:
+    job = await run_in_threadpool(read, tenant_id, job_id)
+    last_id = after or 0
+    if after is None and job["status"] in TERMINAL:
+        yield await _done(events, channel, job, 0)
+        return
+    if after is None and await events.last(channel) is None:
+        yield Event(0, "status", {"status": job["status"]})
+    quiet = FIRST_QUIET_S
+    pending = await events.entries(channel, last_id)
+    from_stream = True  # entries read from the stream have no gaps but real ones
+    while True:
+        skipped = False
+        for event in pending:
+            if event.id <= last_id:
+                continue  # heard twice: by a catch-up and on the channel
+            if event.id > last_id + 1 and not from_stream:
+                skipped = True  # an entry was missed on the channel
+                break
+            last_id = event.id
+            if event.type == "done":
+                job = await run_in_threadpool(read, tenant_id, job_id)
+                if job["status"] in TERMINAL:  # else a re-run has reopened it since
+                    yield Event(event.id, "done", job)
+                    return
+                continue
+            yield event
+            quiet = FIRST_QUIET_S
+        if skipped:
+            pending, from_stream = await events.entries(channel, last_id), True
+            continue
+        try:
+            async with asyncio.timeout(quiet):
+                item = await queue.get()
+        except TimeoutError:
+            pending, from_stream = await events.entries(channel, last_id), True
+            if not pending:
+                job = await run_in_threadpool(read, tenant_id, job_id)
+                if job["status"] in TERMINAL:
+                    pending = await events.entries(channel, last_id)
+                    if not pending:  # ended without a done entry
+                        yield await _done(events, channel, job, last_id)
+                        return
+            quiet = min(quiet * 2, MAX_QUIET_S)
+            continue
+        heard = [item]
+        while not queue.empty():  # take what else has arrived in one pass
+            heard.append(queue.get_nowait())
+        if None in heard:
+            pending, from_stream = await events.entries(channel, last_id), True
+        else:
+            pending, from_stream = [event for event in heard if event is not None], False
+
+
+async def _done(events: Hub, channel: str, job: dict[str, Any], seen: int) -> Event:
+    """`done` for an ended job: the id of its done entry, else one past the last entry."""
+    tail = await events.last(channel)
+    if tail is None:
+        return Event(seen + 1, "done", job)
+    return Event(tail.id if tail.type == "done" else tail.id + 1, "done", job)
