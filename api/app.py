@@ -17,10 +17,12 @@ from api.routes import (
     admin_tenants,
     admin_webhooks,
     batches,
+    events,
     health,
     jobs,
     openai_compat,
     prompts,
+    responses,
     tenant,
     usage,
     webhook_deliveries,
@@ -50,8 +52,10 @@ def create_app() -> FastAPI:
     problems.install(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(events.router)
     # Errors in OpenAI's shape on these routes only (their route class renders them).
     app.include_router(openai_compat.router)
+    app.include_router(responses.router)
     app.include_router(batches.router)
     app.include_router(usage.router)
     app.include_router(tenant.router)

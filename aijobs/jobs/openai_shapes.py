@@ -1,6 +1,7 @@
 """OpenAI's Chat Completions and Embeddings shapes, translated to and from aijobs jobs:
-the request body to a JobRequest, a finished job to OpenAI's object, a job's error to
-OpenAI's error object. Pure functions; the HTTP edge is api/routes/openai_compat.py."""
+the request body to a JobRequest, a finished job to OpenAI's object (or, streamed, to
+its chunks), a job's error to OpenAI's error object. Pure functions; the HTTP edge is
+api/routes/openai_compat.py."""
 
 from __future__ import annotations
 
@@ -30,8 +31,6 @@ AIJOBS_OPTIONS = (
 _IGNORED = ("user", "store", "service_tier", "safety_identifier", "prompt_cache_key")
 # OpenAI fields a job cannot honour: accepted only with their default (or null).
 _CHAT_DEFAULTS: dict[str, tuple[Any, ...]] = {
-    "stream": (False,),
-    "stream_options": (),
     "n": (1,),
     "tools": ([],),
     "tool_choice": ("none", "auto"),
@@ -60,7 +59,10 @@ _CHAT_FIELDS = (
     "stop",
     "seed",
     "response_format",
+    "stream",
+    "stream_options",
 )
+_STREAM_OPTIONS = ("include_usage", "include_obfuscation")
 _EMBEDDING_DEFAULTS: dict[str, tuple[Any, ...]] = {"dimensions": ()}
 _EMBEDDING_FIELDS = ("model", "input", "encoding_format")
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
@@ -87,7 +89,7 @@ _ERROR_TYPES = {
 }
 
 
-def _check_fields(
+def check_fields(
     body: dict[str, Any], known: tuple[str, ...], defaults: dict[str, tuple[Any, ...]]
 ) -> None:
     """Unknown fields are a 422 invalid_request (a typo must not pass silently); OpenAI
@@ -95,10 +97,8 @@ def _check_fields(
     for name, value in body.items():
         if name in defaults:
             if value is not None and value not in defaults[name]:
-                hint = " (streaming is not available yet)" if name == "stream" else ""
                 raise Unsupported(
-                    f"{name}={value!r} is not supported on this route{hint}",
-                    extra={"field": name},
+                    f"{name}={value!r} is not supported on this route", extra={"field": name}
                 )
         elif name not in known and name not in AIJOBS_OPTIONS and name not in _IGNORED:
             raise InvalidRequest(f"unknown field {name!r}", extra={"field": name})
@@ -166,11 +166,11 @@ def _response_schema(response_format: Any) -> dict[str, Any] | None:
     )
 
 
-def _options(body: dict[str, Any]) -> dict[str, Any]:
+def aijobs_options(body: dict[str, Any]) -> dict[str, Any]:
     return {name: body[name] for name in AIJOBS_OPTIONS if body.get(name) is not None}
 
 
-def _validated(job: dict[str, Any]) -> JobRequest:
+def validated(job: dict[str, Any]) -> JobRequest:
     try:
         return JobRequest.model_validate(job)
     except ValidationError as exc:
@@ -183,9 +183,41 @@ def _validated(job: dict[str, Any]) -> JobRequest:
         raise InvalidRequest(f"{where}: {first['msg']}", extra={"errors": errors}) from exc
 
 
+def _stream(body: dict[str, Any]) -> bool:
+    """`stream`, with `stream_options` checked (given only with stream: true)."""
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise InvalidRequest("stream must be a boolean", extra={"field": "stream"})
+    options = body.get("stream_options")
+    if options is not None:
+        if not stream:
+            raise InvalidRequest(
+                "stream_options is only allowed with stream: true",
+                extra={"field": "stream_options"},
+            )
+        if not isinstance(options, dict):
+            raise InvalidRequest("stream_options must be an object")
+        for name, value in options.items():
+            if name not in _STREAM_OPTIONS:
+                raise InvalidRequest(
+                    f"stream_options: unknown field {name!r}", extra={"field": "stream_options"}
+                )
+            if value is not None and not isinstance(value, bool):
+                raise InvalidRequest(f"stream_options.{name} must be a boolean")
+    return bool(stream)
+
+
+def include_usage(body: dict[str, Any]) -> bool:
+    """stream_options.include_usage: a last chunk with the usage and no choices."""
+    options = body.get("stream_options") or {}
+    return bool(options.get("include_usage"))
+
+
 def chat_job_request(body: dict[str, Any]) -> JobRequest:
-    """A Chat Completions body as the aijobs chat job it runs as."""
-    _check_fields(body, _CHAT_FIELDS, _CHAT_DEFAULTS)
+    """A Chat Completions body as the aijobs chat job it runs as (`stream: true`: a job
+    whose call streams, so its events carry the text as it comes)."""
+    check_fields(body, _CHAT_FIELDS, _CHAT_DEFAULTS)
+    stream = _stream(body)
     max_tokens, max_completion = body.get("max_tokens"), body.get("max_completion_tokens")
     if max_tokens is not None and max_completion is not None and max_tokens != max_completion:
         raise InvalidRequest("max_tokens and max_completion_tokens disagree")
@@ -202,43 +234,57 @@ def chat_job_request(body: dict[str, Any]) -> JobRequest:
         "messages": _messages(body.get("messages")),
         "params": {k: v for k, v in params.items() if v is not None},
         "response_schema": _response_schema(body.get("response_format")),
-        **_options(body),
+        "stream": stream or None,
+        **aijobs_options(body),
     }
-    return _validated({k: v for k, v in job.items() if v is not None})
+    return validated({k: v for k, v in job.items() if v is not None})
 
 
 def embedding_job_request(body: dict[str, Any]) -> JobRequest:
     """An Embeddings body as the aijobs embed job it runs as."""
-    _check_fields(body, _EMBEDDING_FIELDS, _EMBEDDING_DEFAULTS)
+    check_fields(body, _EMBEDDING_FIELDS, _EMBEDDING_DEFAULTS)
     if body.get("encoding_format") not in (None, "float", "base64"):
         raise InvalidRequest("encoding_format must be float or base64")
     given = body.get("input")
     texts = given if isinstance(given, list) else [given]
     if any(not isinstance(text, str) for text in texts):
         raise Unsupported("input must be a string or a list of strings (token arrays are not)")
-    job = {"model": body.get("model"), "task": "embed", "input": given, **_options(body)}
-    return _validated(job)
+    job = {"model": body.get("model"), "task": "embed", "input": given, **aijobs_options(body)}
+    return validated(job)
 
 
-def _created(view: dict[str, Any]) -> int:
+def created_at_s(view: dict[str, Any]) -> int:
     return int(datetime.fromisoformat(view["created_at"]).timestamp())
 
 
-def _answered_by(view: dict[str, Any]) -> str:
+def answered_by(view: dict[str, Any]) -> str:
     return str(view["answered_by"] or view["model"])
+
+
+def _chat_usage(view: dict[str, Any]) -> dict[str, int]:
+    usage = view["usage"]
+    prompt, completion = usage["input_tokens"] or 0, usage["output_tokens"] or 0
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def finish_reason(view: dict[str, Any]) -> str:
+    """A succeeded job's finish reason in OpenAI's words."""
+    reason = (view["result"] or {}).get("finish_reason") or "stop"
+    return _FINISH_REASONS.get(reason, reason)
 
 
 def chat_completion(view: dict[str, Any]) -> dict[str, Any]:
     """A succeeded chat job (the job object of docs/api.md) as a chat.completion."""
     result = view["result"] or {}
-    usage = view["usage"]
-    prompt, completion = usage["input_tokens"] or 0, usage["output_tokens"] or 0
-    reason = result.get("finish_reason") or "stop"
     return {
         "id": f"chatcmpl-{view['id']}",
         "object": "chat.completion",
-        "created": _created(view),
-        "model": _answered_by(view),
+        "created": created_at_s(view),
+        "model": answered_by(view),
         "choices": [
             {
                 "index": 0,
@@ -248,16 +294,44 @@ def chat_completion(view: dict[str, Any]) -> dict[str, Any]:
                     "refusal": None,
                 },
                 "logprobs": None,
-                "finish_reason": _FINISH_REASONS.get(reason, reason),
+                "finish_reason": finish_reason(view),
             }
         ],
-        "usage": {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-        },
+        "usage": _chat_usage(view),
         "system_fingerprint": None,
     }
+
+
+def chat_chunk(
+    job: dict[str, Any],
+    model: str,
+    delta: dict[str, str],
+    reason: str | None = None,
+    with_usage: bool = False,
+) -> dict[str, Any]:
+    """One chat.completion.chunk of a streamed chat job: `delta` is {"role"?, "content"?}
+    ({} in the last, with the finish reason). With stream_options.include_usage every
+    chunk carries `usage: null`, as OpenAI's do."""
+    chunk: dict[str, Any] = {
+        "id": f"chatcmpl-{job['id']}",
+        "object": "chat.completion.chunk",
+        "created": created_at_s(job),
+        "model": model,
+        "system_fingerprint": None,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}],
+    }
+    if with_usage:
+        chunk["usage"] = None
+    return chunk
+
+
+def chat_usage_chunk(view: dict[str, Any]) -> dict[str, Any]:
+    """The last chunk of a stream with stream_options.include_usage: no choices, the
+    job's usage (every attempt's tokens, as the job object counts them)."""
+    chunk = chat_chunk(view, answered_by(view), {})
+    chunk["choices"] = []
+    chunk["usage"] = _chat_usage(view)
+    return chunk
 
 
 def _base64(vector: list[float]) -> str:
@@ -279,7 +353,7 @@ def embedding_list(view: dict[str, Any], encoding_format: str = "float") -> dict
             }
             for i, vector in enumerate(vectors)
         ],
-        "model": _answered_by(view),
+        "model": answered_by(view),
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
 

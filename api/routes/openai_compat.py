@@ -1,6 +1,8 @@
 """The OpenAI-compatible front door: POST /v1/chat/completions and /v1/embeddings in
 OpenAI's shapes, each call an ordinary job (submitted as POST /v1/jobs does, then waited
-for). Errors on these routes use OpenAI's error object (the route class below)."""
+for, or with `stream: true` followed through its events as SSE chunks). Errors on these
+routes use OpenAI's error object (the route class below); /v1/responses is beside it
+(api/routes/responses.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Request, Response
@@ -16,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from sse_starlette import EventSourceResponse, JSONServerSentEvent, ServerSentEvent
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aijobs.db import session_scope
@@ -26,6 +29,7 @@ from aijobs.jobs.schemas import JobRequest
 from aijobs.jobs.transitions import TERMINAL
 from aijobs.jobs.view import view
 from aijobs.tenants.service import TenantInfo
+from api import job_events
 from api.deps import AuthedTenantDep
 from api.problems import CODES_BY_STATUS
 from api.routes import jobs
@@ -36,6 +40,8 @@ MAX_WAIT_S = 600.0
 # Beyond the attempts' own time: queueing, backoff between attempts, the settle.
 WAIT_SLACK_S = 60.0
 JOB_ID_HEADER = "x-aijobs-job-id"
+# OpenAI's streams end their lines with a bare newline (sse-starlette's default is CRLF).
+SSE_SEP = "\n"
 
 
 def _openai_error(
@@ -92,7 +98,7 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _submit(tenant: TenantInfo, request: JobRequest, key: str | None) -> dict[str, Any]:
+def submit(tenant: TenantInfo, request: JobRequest, key: str | None) -> dict[str, Any]:
     """The job, submitted exactly as POST /v1/jobs submits one (replay, rpm, budget,
     cache and in-flight dedup, publish after commit, metrics)."""
     return jobs.accept(request, tenant, key)
@@ -109,11 +115,11 @@ def _wait_bound(request: JobRequest) -> float:
     return min(request.timeout_s * attempts + WAIT_SLACK_S, MAX_WAIT_S)
 
 
-async def _run(
+async def run(
     http: Request, tenant: TenantInfo, request: JobRequest, key: str | None
 ) -> dict[str, Any]:
     """Submit, then poll the job row until it ends (no connection held while waiting)."""
-    job = await run_in_threadpool(_submit, tenant, request, key)
+    job = await run_in_threadpool(submit, tenant, request, key)
     deadline = time.monotonic() + _wait_bound(request)
     pause = 0.05
     while job["status"] not in TERMINAL and time.monotonic() < deadline:
@@ -125,7 +131,8 @@ async def _run(
     return job
 
 
-def _answer(job: dict[str, Any], success: Callable[[dict[str, Any]], dict[str, Any]]) -> Response:
+def answer(job: dict[str, Any], success: Callable[[dict[str, Any]], dict[str, Any]]) -> Response:
+    """The waited job's answer: `success(job)` when it succeeded, else OpenAI's error."""
     headers = {JOB_ID_HEADER: job["id"]}
     if job["status"] == "succeeded":
         return JSONResponse(success(job), headers=headers)
@@ -139,6 +146,73 @@ def _answer(job: dict[str, Any], success: Callable[[dict[str, Any]], dict[str, A
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def sse_data(body: dict[str, Any], event: str | None = None) -> ServerSentEvent:
+    """One SSE event as OpenAI writes them: `data: <one line of JSON>` (after
+    `event: <type>` on the Responses streams), lines ended by a bare newline."""
+    return JSONServerSentEvent(body, event=event, sep=SSE_SEP)
+
+
+def _stream_error(code: str, message: str) -> ServerSentEvent:
+    return sse_data(openai_shapes.error_body(500, code, message))
+
+
+async def _chat_chunks(
+    tenant_id: uuid.UUID, job: dict[str, Any], with_usage: bool
+) -> AsyncIterator[ServerSentEvent]:
+    """A streamed chat job as chat.completion.chunk events: its deltas as they come
+    (the role in the first), then the finish reason, the usage if asked, [DONE]. A job
+    that streamed nothing (a cache hit, a deduplicated job) sends its result as one
+    chunk. An attempt that fails after its text was sent cannot take it back: the
+    stream ends with an error event (the SDK raises APIError), and the job goes on."""
+    model, streamed = job["model"], ""
+
+    def chunk(delta: dict[str, str], reason: str | None = None) -> ServerSentEvent:
+        if not streamed and "content" in delta:
+            delta = {"role": "assistant", **delta}
+        return sse_data(openai_shapes.chat_chunk(job, model, delta, reason, with_usage))
+
+    try:
+        async for event in job_events.follow(tenant_id, uuid.UUID(job["id"]), None):
+            if event.type == "attempt":
+                model = str(event.data.get("model") or model)
+            elif event.type == "delta" and event.data.get("text"):
+                yield chunk({"content": event.data["text"]})
+                streamed += event.data["text"]
+            elif event.type == "reset" and streamed:
+                code = str(event.data.get("code") or "internal")
+                yield _stream_error(
+                    code,
+                    f"the attempt failed mid-stream ({code}) after part of its text was sent;"
+                    f" the job {job['id']} is retrying: read its result at /v1/jobs/{job['id']}",
+                )
+                return
+            elif event.type == "done":
+                final = event.data
+                if final["status"] != "succeeded":
+                    yield sse_data(openai_shapes.job_error(final)[1])
+                    return
+                text = (final["result"] or {}).get("content") or ""
+                if not text.startswith(streamed):
+                    yield _stream_error(
+                        "internal", f"job {job['id']}: its result is not the text streamed"
+                    )
+                    return
+                model = openai_shapes.answered_by(final)
+                if text[len(streamed) :] or not streamed:
+                    yield chunk({"content": text[len(streamed) :]})
+                    streamed = text
+                yield chunk({}, openai_shapes.finish_reason(final))
+                if with_usage:
+                    yield sse_data(openai_shapes.chat_usage_chunk(final))
+                yield ServerSentEvent("[DONE]", sep=SSE_SEP)
+                return
+    except Exception:
+        log.exception("openai_compat.stream_failed", extra={"job_id": job["id"]})
+        yield _stream_error(
+            "internal", f"the stream of job {job['id']} broke off; read it at /v1/jobs/{job['id']}"
+        )
+
+
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(
     http: Request,
@@ -147,8 +221,14 @@ async def chat_completions(
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     request = openai_shapes.chat_job_request(body)
-    job = await _run(http, tenant, request, idempotency_key)
-    return _answer(job, openai_shapes.chat_completion)
+    if request.stream:
+        # Refusals (validation, rpm, budget) are still ordinary errors: the submit
+        # runs before the stream starts.
+        job = await run_in_threadpool(submit, tenant, request, idempotency_key)
+        chunks = _chat_chunks(tenant.id, job, openai_shapes.include_usage(body))
+        return EventSourceResponse(chunks, headers={JOB_ID_HEADER: job["id"]}, sep=SSE_SEP)
+    job = await run(http, tenant, request, idempotency_key)
+    return answer(job, openai_shapes.chat_completion)
 
 
 @router.post("/embeddings", response_model=None)
@@ -160,5 +240,5 @@ async def embeddings(
 ) -> Response:
     request = openai_shapes.embedding_job_request(body)
     encoding = body.get("encoding_format") or "float"
-    job = await _run(http, tenant, request, idempotency_key)
-    return _answer(job, lambda done: openai_shapes.embedding_list(done, encoding))
+    job = await run(http, tenant, request, idempotency_key)
+    return answer(job, lambda done: openai_shapes.embedding_list(done, encoding))

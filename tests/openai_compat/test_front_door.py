@@ -139,15 +139,6 @@ def test_rpm_is_rate_limit_error_with_retry_after(
     assert int(caught.value.response.headers["Retry-After"]) >= 1
 
 
-def test_stream_is_unsupported_for_now(live: Stack, client: Client) -> None:
-    with pytest.raises(openai.UnprocessableEntityError) as caught:
-        _sdk(live, client.api_key).chat.completions.create(
-            model="sim/echo", messages=_user("x"), stream=True
-        )
-    assert caught.value.code == "unsupported"
-    assert caught.value.param == "stream"
-
-
 @pytest.mark.parametrize(
     ("extra", "code"),
     [

@@ -82,7 +82,6 @@ def test_json_object_asks_for_an_object() -> None:
 @pytest.mark.parametrize(
     "extra",
     [
-        {"stream": True},
         {"n": 2},
         {"tools": [{"type": "function", "function": {"name": "f"}}]},
         {"tool_choice": "required"},
@@ -195,3 +194,37 @@ def test_job_errors_map_to_statuses(code: str, status: int, kind: str) -> None:
     assert body["error"]["code"] == code
     assert body["error"]["type"] == kind
     assert "boom" in body["error"]["message"]
+
+
+def test_chat_chunks() -> None:
+    chunk = openai_shapes.chat_chunk(_view(), "sim/echo", {"content": "x"}, None, True)
+    assert chunk == {
+        "id": "chatcmpl-0b7e0a48-6a38-4c2b-9a57-0b1f6f6c2f10",
+        "object": "chat.completion.chunk",
+        "created": 1796637600,
+        "model": "sim/echo",
+        "system_fingerprint": None,
+        "choices": [
+            {"index": 0, "delta": {"content": "x"}, "logprobs": None, "finish_reason": None}
+        ],
+        "usage": None,
+    }
+    last = openai_shapes.chat_usage_chunk(_view())
+    assert last["choices"] == []
+    assert last["usage"] == {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+    assert "usage" not in openai_shapes.chat_chunk(_view(), "m", {})
+
+
+def test_chat_stream_options() -> None:
+    body = {"model": "sim/echo", "messages": [{"role": "user", "content": "x"}]}
+    streamed = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    assert openai_shapes.chat_job_request(streamed).stream is True
+    assert openai_shapes.include_usage(streamed) is True
+    assert openai_shapes.chat_job_request(body).stream is False
+    for bad in (
+        {**body, "stream_options": {"include_usage": True}},
+        {**body, "stream": True, "stream_options": {"nope": True}},
+        {**body, "stream": "yes"},
+    ):
+        with pytest.raises(InvalidRequest):
+            openai_shapes.chat_job_request(bad)
