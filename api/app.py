@@ -10,6 +10,7 @@ from api.body_limit import BodyLimitMiddleware
 from api.request_id import RequestIdMiddleware
 from api.routes import (
     admin_batches,
+    admin_evals,
     admin_jobs,
     admin_page,
     admin_prompts,
@@ -17,7 +18,10 @@ from api.routes import (
     admin_tenants,
     admin_webhooks,
     batches,
+    datasets,
+    evals,
     events,
+    feedback,
     health,
     jobs,
     openai_compat,
@@ -53,10 +57,13 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(events.router)
+    app.include_router(feedback.router)
     # Errors in OpenAI's shape on these routes only (their route class renders them).
     app.include_router(openai_compat.router)
     app.include_router(responses.router)
     app.include_router(batches.router)
+    app.include_router(datasets.router)
+    app.include_router(evals.router)
     app.include_router(usage.router)
     app.include_router(tenant.router)
     app.include_router(prompts.router)
@@ -68,6 +75,8 @@ def create_app() -> FastAPI:
     app.include_router(admin_prompts.pages)
     app.include_router(admin_batches.api)
     app.include_router(admin_batches.pages)
+    app.include_router(admin_evals.api)
+    app.include_router(admin_evals.pages)
     app.include_router(admin_queue.router)
     app.add_exception_handler(admin_session.LoginRequired, admin_session.to_login)
     return app

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from aijobs.errors import AppError
 from aijobs.settings import get_settings
-from cli import batches, keys, processes, prompts, reports, tenants, triage
+from cli import batches, datasets, evals, keys, processes, prompts, reports, tenants, triage
 from cli import dev as dev_command
 
 
@@ -98,6 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     tenants.add_commands(sub)
     prompts.add_commands(sub)
     batches.add_commands(sub)
+    datasets.add_commands(sub)
+    evals.add_commands(sub)
 
     stats = sub.add_parser("stats", help="queue depth, jobs by status, latency, spend per hour")
     stats.set_defaults(func=reports.cmd_stats)

@@ -18,6 +18,7 @@ from celery import Celery
 
 from aijobs.broker import DELIVER_WEBHOOK_TASK, QUEUE, WEBHOOK_QUEUE
 from aijobs.db import autocommit, get_engine
+from aijobs.evals import advance as evals
 from aijobs.jobs import sweeper, transitions
 from aijobs.scheduling import fair_queue
 from aijobs.settings import get_settings
@@ -65,6 +66,7 @@ def sweep_once(app: Celery) -> int:
             return 0
         queued, owed = fair_queue.reconcile(fair_queue.client(), QUEUE)
         ids = sweeper.due_for_publish(conn, queue_length=queued, stale_s=settings.requeue_after_s)
+        ids += evals.sweep(conn)  # running evals scored, their judge jobs made (bounded)
         entries = fair_queue.entries_for(conn, ids)
         if random.random() < 0.02:  # now and then is enough
             sweeper.purge_expired_cache(conn)

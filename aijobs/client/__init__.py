@@ -1,6 +1,7 @@
 """A Python client for aijobs' HTTP API: `Client` (sync) and `AsyncClient`, typed job,
-batch and job-event objects, errors carrying the API's code, and webhook verification. It imports
-nothing from the API or the worker: it runs in the users' processes."""
+batch, job-event and feedback objects, errors carrying the API's code, and webhook
+verification. It imports nothing from the API or the worker: it runs in the users'
+processes."""
 
 from aijobs.client.async_ import AsyncClient
 from aijobs.client.errors import (
@@ -22,6 +23,7 @@ from aijobs.client.models import (
     BatchResult,
     DeltaEvent,
     DoneEvent,
+    Feedback,
     Job,
     JobError,
     JobEvent,
@@ -46,6 +48,7 @@ __all__ = [
     "Client",
     "DeltaEvent",
     "DoneEvent",
+    "Feedback",
     "InvalidRequest",
     "Job",
     "JobError",

@@ -109,6 +109,29 @@ def cancel(job_id: str) -> Call:
     return Call("POST", f"/v1/jobs/{_segment(job_id)}/cancel")
 
 
+def feedback(
+    job_id: str,
+    name: str,
+    value: bool | float | str,
+    comment: str | None,
+    source: str | None,
+    feedback_id: str | None,
+) -> Call:
+    """Only what is given is sent: the API's defaults apply to the rest."""
+    body: dict[str, Any] = {"name": name, "value": value}
+    if comment is not None:
+        body["comment"] = comment
+    if source is not None:
+        body["source"] = source
+    if feedback_id is not None:
+        body["id"] = feedback_id
+    return Call("POST", f"/v1/jobs/{_segment(job_id)}/feedback", json=body)
+
+
+def list_feedback(job_id: str) -> Call:
+    return Call("GET", f"/v1/jobs/{_segment(job_id)}/feedback")
+
+
 def submit_batch(
     jobs: Sequence[Mapping[str, Any] | BaseModel],
     metadata: Mapping[str, str] | None,

@@ -4,6 +4,7 @@ as the sync Client, awaited."""
 from __future__ import annotations
 
 import asyncio
+import builtins
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
@@ -15,7 +16,16 @@ from pydantic import BaseModel
 
 from aijobs.client import _events, _http
 from aijobs.client.errors import ServerError, from_response
-from aijobs.client.models import Batch, BatchPage, BatchResult, DoneEvent, Job, JobEvent, JobPage
+from aijobs.client.models import (
+    Batch,
+    BatchPage,
+    BatchResult,
+    DoneEvent,
+    Feedback,
+    Job,
+    JobEvent,
+    JobPage,
+)
 
 if TYPE_CHECKING:
     from aijobs.jobs.schemas import JobRequest
@@ -147,6 +157,28 @@ class AsyncClient:
             except (httpx.TransportError, ServerError) as exc:
                 cause = exc
             await asyncio.sleep(resume.backoff(cause))
+
+    # Feedback
+
+    async def feedback(
+        self,
+        job_id: str,
+        name: str,
+        value: bool | float | str,
+        comment: str | None = None,
+        source: str | None = None,
+        id: str | None = None,  # the API's field name, though it shadows a builtin
+    ) -> Feedback:
+        """POST /v1/jobs/{id}/feedback: `value` a number, a boolean or a string; `source`
+        user, reviewer or api (the default). With `id`, sending it again returns the
+        feedback stored the first time, unchanged."""
+        call = _http.feedback(job_id, name, value, comment, source, id)
+        return Feedback.model_validate(await self._send(call))
+
+    async def list_feedback(self, job_id: str) -> builtins.list[Feedback]:
+        """The job's feedback, oldest first."""
+        found = await self._send(_http.list_feedback(job_id))
+        return [Feedback.model_validate(item) for item in found["data"]]
 
     # Batches
 

@@ -1,6 +1,6 @@
 """Typed answers of the API: the job and batch objects of docs/api.md, their pages, a
-line of a batch's results, and a job's events. `extra="allow"` everywhere: a field the
-API adds later is kept (as an attribute) and never breaks an older client."""
+line of a batch's results, a job's events and its feedback. `extra="allow"` everywhere:
+a field the API adds later is kept (as an attribute) and never breaks an older client."""
 
 from __future__ import annotations
 
@@ -86,6 +86,18 @@ class Job(_Open):
 class JobPage(_Open):
     data: list[Job]
     next_cursor: str | None = None
+
+
+class Feedback(_Open):
+    """A job's feedback (POST/GET /v1/jobs/{id}/feedback)."""
+
+    id: str
+    job_id: str
+    name: str
+    value: bool | int | float | str
+    comment: str | None = None
+    source: str = "api"  # user | reviewer | api
+    created_at: datetime
 
 
 class BatchCounts(_Open):

@@ -1,5 +1,6 @@
 """/admin/ui/prompts: the admin page's prompts. Every tenant's prompts with their labels;
-one prompt's versions, labels and per-version stats, and two versions side by side; the
+one prompt's versions, labels and per-version stats, each version's last 30 days as
+small SVG charts drawn here (no script) and a table, and two versions side by side; the
 way from a job's page to the version it ran. Read only: versions and labels change
 through the tenant API (or `aijobs prompts push`), never here.
 
@@ -9,7 +10,10 @@ plain text and flags from aijobs.prompts.diff, never markup)."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -20,7 +24,8 @@ from starlette.responses import Response
 from aijobs.errors import NotFound
 from aijobs.jobs import triage
 from aijobs.models import Tenant
-from aijobs.prompts import catalog, diff, service
+from aijobs.money import usd
+from aijobs.prompts import catalog, diff, history, service
 from aijobs.prompts import stats as prompt_stats
 from api import admin_session
 from api.deps import SessionDep
@@ -109,12 +114,157 @@ def _pair(numbers: list[int], a: str, b: str) -> tuple[int, int, str]:
     return old, new, note
 
 
-def _stats(session: SessionDep, tenant_id: uuid.UUID, name: str) -> dict[int, dict[str, Any]]:
+def _window() -> tuple[date, date]:
+    """The last STATS_DAYS UTC days, today included: [start, end)."""
     end = datetime.now(UTC).date() + timedelta(days=1)
-    found = prompt_stats.stats(
-        session, tenant_id, name, start=end - timedelta(days=STATS_DAYS), end=end
-    )
+    return end - timedelta(days=STATS_DAYS), end
+
+
+def _stats(
+    session: SessionDep, tenant_id: uuid.UUID, name: str, start: date, end: date
+) -> dict[int, dict[str, Any]]:
+    found = prompt_stats.stats(session, tenant_id, name, start=start, end=end)
     return {row["version"]: row for row in found["versions"]}
+
+
+# --- the history charts: one small SVG per metric, a slot per day --------------------
+
+SLOT = 10  # px per day
+CHART_H = 60
+PAD = 3
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A day's bar (x, y, height) or point (x, y), with its tooltip."""
+
+    x: float
+    y: float
+    height: float
+    title: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    metric: str
+    title: str
+    span: str  # what the chart's height spans, as the caption prints it
+    kind: str  # "bars" | "line"
+    marks: list[Mark]
+    lines: list[str]  # polyline points, broken where a day has no value
+    width: int
+    height: int = CHART_H
+    bar_width: int = SLOT - 2
+
+
+def _chart(
+    metric: str,
+    title: str,
+    days: list[history.Day],
+    values: list[float | None],
+    shown: Callable[[float], str],
+    *,
+    kind: str,
+    unit_range: bool = False,
+) -> Chart:
+    """Bars from 0 (a day without a value draws none), or a line over the values' range
+    (0..1 for shares, which every value in 0..1 is taken to be)."""
+    given = [v for v in values if v is not None]
+    low = 0.0 if kind == "bars" or unit_range else min([0.0, *given])
+    high = 1.0 if unit_range else max([0.0, *given])
+    if high <= low:
+        high = low + 1
+    marks: list[Mark] = []
+    lines: list[str] = []
+    points: list[str] = []
+    for n, (day, value) in enumerate(zip(days, values, strict=True)):
+        if value is None or (kind == "bars" and value == 0):
+            lines.append(" ".join(points))
+            points = []
+            continue
+        height = (value - low) / (high - low) * (CHART_H - 2 * PAD)
+        tooltip = f"{day.day.isoformat()}: {shown(value)}"
+        if kind == "bars":
+            top = CHART_H - PAD - height
+            marks.append(Mark(n * SLOT + 1, round(top, 1), round(height, 1), tooltip))
+        else:
+            x, y = n * SLOT + SLOT / 2, round(CHART_H - PAD - height, 1)
+            marks.append(Mark(x, y, 0, tooltip))
+            points.append(f"{x:g},{y:g}")
+    lines.append(" ".join(points))
+    # A line joins consecutive days only; a lone day is its point alone.
+    lines = [line for line in lines if " " in line]
+    span = f"{shown(low)} to {shown(high)}"
+    return Chart(metric, title, span, kind, marks, lines, width=len(days) * SLOT)
+
+
+def _percent(share: float) -> str:
+    return f"{share * 100:.3g}%"
+
+
+def _mean(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _history(series: history.Series) -> dict[str, Any]:
+    days = series.days
+    charts = [
+        _chart("jobs", "jobs", days, [d.jobs for d in days], lambda v: f"{v:g}", kind="bars"),
+        _chart(
+            "checks_passed",
+            "checks passed",
+            days,
+            [d.checks_passed for d in days],
+            _percent,
+            kind="line",
+            unit_range=True,
+        ),
+    ]
+    for name in series.feedback_names:
+        means = [d.feedback.get(name) for d in days]
+        charts.append(
+            _chart(
+                f"feedback:{name}",
+                f"feedback {name} (mean)",
+                days,
+                means,
+                _mean,
+                kind="line",
+                unit_range=all(0 <= v <= 1 for v in means if v is not None),
+            )
+        )
+    charts += [
+        _chart(
+            "cost_usd",
+            "cost (USD)",
+            days,
+            [float(d.cost_usd) for d in days],
+            lambda v: usd(round(Decimal(v), 6)),
+            kind="bars",
+        ),
+        _chart("p50_ms", "latency p50 (ms)", days, [d.p50_ms for d in days], _mean, kind="line"),
+    ]
+    rows = [
+        {
+            "day": d.day.isoformat(),
+            "jobs": d.jobs,
+            "checks_passed": "" if d.checks_passed is None else _percent(d.checks_passed),
+            "feedback": [
+                _mean(d.feedback[name]) if name in d.feedback else ""
+                for name in series.feedback_names
+            ],
+            "cost_usd": usd(d.cost_usd),
+            "p50_ms": "" if d.p50_ms is None else d.p50_ms,
+        }
+        for d in days
+        if d.jobs
+    ]
+    return {
+        "version": series.version,
+        "charts": charts,
+        "rows": rows,
+        "feedback_names": series.feedback_names,
+    }
 
 
 @pages.get("/ui/prompts/{tenant_id}/{name}")
@@ -134,7 +284,9 @@ def prompt_page(
     old = service.get_version(session, owner, name, old_number)
     new = service.get_version(session, owner, name, new_number)
     labelled = _labels_by_version(outline["labels"])
-    stats = _stats(session, owner, name)
+    start, end = _window()
+    stats = _stats(session, owner, name, start, end)
+    series = history.daily(session, owner, name, start=start, end=end)
     for version in outline["versions"]:
         version["labels"] = labelled.get(version["version"], [])
         version["stats"] = stats.get(version["version"])
@@ -152,6 +304,8 @@ def prompt_page(
             "diff": diff.side_by_side(old, new),
             "note": note,
             "stats_days": STATS_DAYS,
+            "history": [_history(one) for one in series],
+            "history_span": (start.isoformat(), (end - timedelta(days=1)).isoformat()),
         },
     )
 
