@@ -3,10 +3,12 @@
 One Redis pub/sub connection per process (the Hub) hears the entries of every job some
 request here follows, and hands each to those requests' queues; a request catches up
 from the job's stream (XRANGE) after its subscription is confirmed, and again whenever
-the connection was lost or an id was skipped, so no event is lost or repeated. When no
-entry comes for a while, the job row is read: a job that ended without a `done` entry
-(cancelled queued, a dedup follower finished with its leader, failed by the sweeper)
-still ends its stream. Many open streams cost one connection, not one each.
+the connection was lost or an id was skipped, so no event is lost or repeated. Once a
+second the hub asks Postgres, in one statement for all the jobs followed here, which
+have ended: a job that ended without a `done` entry (cancelled queued, a dedup follower
+finished with its leader, failed by the sweeper) still ends its stream. Many open
+streams cost one pub/sub connection and one query a second, not one each
+(docs/scaling.md, "Streaming").
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import text
 
-from aijobs.db import session_scope
+from aijobs.db import autocommit, session_scope
 from aijobs.jobs import service as job_service
 from aijobs.jobs.transitions import TERMINAL
 from aijobs.jobs.view import view
@@ -34,40 +37,62 @@ log = logging.getLogger("aijobs.api")
 # How long a follower waits for its subscription to be confirmed before catching up
 # anyway (a later catch-up finds what it missed).
 CONFIRM_WAIT_S = 2.0
-# Without entries, the job row is read after these pauses (then every MAX_QUIET_S).
-FIRST_QUIET_S = 0.25
-MAX_QUIET_S = 2.0
+# How often the hub asks which followed jobs have ended.
+ENDED_CHECK_S = 1.0
+# A follower that hears nothing this long reads the stream again (a safety net: the
+# channel and the ended check tell it everything else).
+QUIET_S = 30.0
 # What one catch-up reads at most (a job's stream is bounded by its output anyway).
 CATCH_UP_COUNT = 10_000
+# Redis connections for catch-ups, shared by all followers: a burst of new streams
+# waits for one rather than failing (redis-py's default pool raises when it is out).
+POOL_SIZE = 32
 
+ENDED = Event(-1, "ended", {})  # put in a follower's queue: its job has ended
 Queue = asyncio.Queue[Event | None]  # None: entries may have been missed, catch up
+
+_ENDED_SQL = text("SELECT id FROM jobs WHERE id = ANY(:ids) AND status = ANY(:terminal)")
 
 
 class Hub:
     """This process's subscriptions to job channels, shared by every follower."""
 
     def __init__(self, url: str) -> None:
-        self.redis = aioredis.Redis.from_url(url, socket_timeout=None, health_check_interval=30)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_SIZE, timeout=None, health_check_interval=30
+        )
+        self.redis = aioredis.Redis(connection_pool=pool)
         self.pubsub = self.redis.pubsub()
         self.queues: dict[str, set[Queue]] = {}
+        self.jobs: dict[str, uuid.UUID] = {}  # channel -> the job followed on it
         self.confirmed: dict[str, asyncio.Event] = {}
+        # One (un)subscribe at a time: concurrent first subscribes would each open a
+        # pub/sub connection of their own (redis-py does not guard it).
+        self.subscribing = asyncio.Lock()
         self.wake = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
+        self.tasks: list[asyncio.Task[None]] = []
 
-    async def join(self, channel: str) -> Queue:
+    async def join(self, channel: str, job_id: uuid.UUID) -> Queue:
         """A queue that receives the channel's entries from now on (once confirmed)."""
         queue: Queue = asyncio.Queue()
         followers = self.queues.setdefault(channel, set())
         followers.add(queue)
+        self.jobs[channel] = job_id
         if len(followers) == 1:
             self.confirmed[channel] = asyncio.Event()
-            await self.pubsub.subscribe(channel)
+            async with self.subscribing:
+                await self.pubsub.subscribe(channel)
             self.wake.set()
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._read(), name="aijobs-job-events")
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(CONFIRM_WAIT_S):
-                await self.confirmed[channel].wait()
+        if not self.tasks or any(task.done() for task in self.tasks):
+            self.tasks = [
+                asyncio.create_task(self._read(), name="aijobs-job-events"),
+                asyncio.create_task(self._check_ended(), name="aijobs-job-events-ended"),
+            ]
+        confirmed = self.confirmed.get(channel)
+        if confirmed is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CONFIRM_WAIT_S):
+                    await confirmed.wait()
         return queue
 
     async def leave(self, channel: str, queue: Queue) -> None:
@@ -77,9 +102,29 @@ class Hub:
         followers.discard(queue)
         if not followers:
             del self.queues[channel]
+            self.jobs.pop(channel, None)
             self.confirmed.pop(channel, None)
             with contextlib.suppress(redis.exceptions.RedisError, OSError):
-                await self.pubsub.unsubscribe(channel)
+                async with self.subscribing:
+                    if channel not in self.queues:  # nobody joined again meanwhile
+                        await self.pubsub.unsubscribe(channel)
+
+    async def _check_ended(self) -> None:
+        """Once a second, one statement: which of the jobs followed here have ended."""
+        while True:
+            await asyncio.sleep(ENDED_CHECK_S)
+            if not self.jobs:
+                continue
+            followed = dict(self.jobs)
+            try:
+                ended = await run_in_threadpool(_ended, list(followed.values()))
+            except Exception:
+                log.warning("job events: the ended check failed", exc_info=True)
+                continue
+            for channel, job_id in followed.items():
+                if job_id in ended:
+                    for queue in self.queues.get(channel, ()):
+                        queue.put_nowait(ENDED)
 
     async def _read(self) -> None:
         while True:
@@ -128,6 +173,12 @@ class Hub:
         return found[0] if found else None
 
 
+def _ended(job_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    with autocommit() as conn:
+        rows = conn.execute(_ENDED_SQL, {"ids": job_ids, "terminal": sorted(TERMINAL)})
+        return {uuid.UUID(str(row[0])) for row in rows}
+
+
 def _events(rows: Any) -> list[Event]:
     return [from_entry(entry_id, fields) for entry_id, fields in rows or () if fields]
 
@@ -161,7 +212,7 @@ async def follow(
     the tenant's (the caller has read it)."""
     events = hub()
     channel = stream_key(job_id)
-    queue = await events.join(channel)
+    queue = await events.join(channel, job_id)
     try:
         async for event in _follow(events, queue, channel, tenant_id, job_id, after):
             yield event
@@ -184,7 +235,6 @@ async def _follow(
         return
     if after is None and await events.last(channel) is None:
         yield Event(0, "status", {"status": job["status"]})
-    quiet = FIRST_QUIET_S
     pending = await events.entries(channel, last_id)
     from_stream = True  # entries read from the stream have no gaps but real ones
     while True:
@@ -203,28 +253,24 @@ async def _follow(
                     return
                 continue
             yield event
-            quiet = FIRST_QUIET_S
         if skipped:
             pending, from_stream = await events.entries(channel, last_id), True
             continue
         try:
-            async with asyncio.timeout(quiet):
-                item = await queue.get()
+            async with asyncio.timeout(QUIET_S):
+                heard = [await queue.get()]
         except TimeoutError:
-            pending, from_stream = await events.entries(channel, last_id), True
-            if not pending:
-                job = await run_in_threadpool(read, tenant_id, job_id)
-                if job["status"] in TERMINAL:
-                    pending = await events.entries(channel, last_id)
-                    if not pending:  # ended without a done entry
-                        yield await _done(events, channel, job, last_id)
-                        return
-            quiet = min(quiet * 2, MAX_QUIET_S)
-            continue
-        heard = [item]
+            heard = [None]  # read the stream again
         while not queue.empty():  # take what else has arrived in one pass
             heard.append(queue.get_nowait())
-        if None in heard:
+        if ENDED in heard:
+            pending, from_stream = await events.entries(channel, last_id), True
+            if not pending:  # it ended without a done entry (or that is still to come)
+                job = await run_in_threadpool(read, tenant_id, job_id)
+                if job["status"] in TERMINAL:
+                    yield await _done(events, channel, job, last_id)
+                    return
+        elif None in heard:
             pending, from_stream = await events.entries(channel, last_id), True
         else:
             pending, from_stream = [event for event in heard if event is not None], False

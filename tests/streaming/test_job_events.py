@@ -6,6 +6,7 @@ not through aijobs.client, so a repeated or missing id on the wire is seen."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import threading
@@ -243,3 +244,60 @@ def test_a_sigkilled_worker_shows_reset_then_the_new_attempt(live: Stack, client
     assert rest[-1].type == "done" and rest[-1].data["status"] == "succeeded"
     assert text(first + rest) == rest[-1].data["result"]["content"]
     assert ids(rest)[0] == first[-1].id + 1
+
+
+def test_a_job_that_ends_without_an_entry_still_ends_its_stream(make_client: Any, db: Any) -> None:
+    # Ended behind the events' back (as the sweeper or a leader's settle may): the API's
+    # once-a-second check of the jobs it follows ends the stream.
+    client = make_client(max_inflight=1)
+    client.submit(chat(unique("blocker") + " [sleep:3]"))
+    queued = client.submit(chat(unique("behind"), stream=True)).json()
+    got: list[Seen] = []
+    reader = threading.Thread(target=lambda: got.extend(read_events(client.http, queued["id"])))
+    reader.start()
+    time.sleep(0.5)
+    db.execute(
+        "UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE id = %s", (queued["id"],)
+    )
+    started = time.monotonic()
+    reader.join(timeout=10)
+    assert not reader.is_alive()
+    assert time.monotonic() - started < 3.0
+    assert got[-1].type == "done" and got[-1].data["status"] == "cancelled"
+
+
+def test_a_burst_of_streams_is_served_by_one_api_process(make_client: Any) -> None:
+    # 300 streams opened at once on one API process: every one answers, and every one
+    # ends when its job is cancelled (one pub/sub connection, a bounded Redis pool).
+    client = make_client(max_inflight=1)
+    client.submit(chat(unique("blocker") + " [sleep:5]"))
+    ids = [client.submit(chat(unique(f"burst-{i}"), stream=True)).json()["id"] for i in range(300)]
+
+    async def follow_all() -> list[list[str]]:
+        async with httpx.AsyncClient(
+            base_url=str(client.http.base_url),
+            headers={"Authorization": client.http.headers["Authorization"]},
+            timeout=60,
+            limits=httpx.Limits(max_connections=400),
+        ) as http:
+
+            async def one(job_id: str) -> list[str]:
+                kinds: list[str] = []
+                async with httpx_sse.aconnect_sse(http, "GET", f"/v1/jobs/{job_id}/events") as s:
+                    assert s.response.status_code == 200
+                    async for sse in s.aiter_sse():
+                        if sse.data:
+                            kinds.append(json.loads(sse.data).get("status", sse.event))
+                        if sse.event == "done":
+                            break
+                return kinds
+
+            tasks = [asyncio.create_task(one(job_id)) for job_id in ids]
+            await asyncio.sleep(3)  # all open and waiting
+            for job_id in ids:
+                await http.post(f"/v1/jobs/{job_id}/cancel")
+            return await asyncio.gather(*tasks)
+
+    results = asyncio.run(follow_all())
+    assert len(results) == 300
+    assert all(kinds[-1] == "cancelled" for kinds in results), results[:3]
