@@ -30,7 +30,15 @@ from aijobs.jobs import service as job_service
 from aijobs.jobs.transitions import TERMINAL
 from aijobs.jobs.view import view
 from aijobs.settings import get_settings
-from aijobs.streaming.events import Event, from_entry, from_message, stream_key
+from aijobs.streaming.events import (
+    ANNOUNCE,
+    WATCH_CHANNEL,
+    WATCHED_KEY,
+    Event,
+    from_entry,
+    from_message,
+    stream_key,
+)
 
 log = logging.getLogger("aijobs.api")
 
@@ -63,6 +71,7 @@ class Hub:
         )
         self.redis = aioredis.Redis(connection_pool=pool)
         self.pubsub = self.redis.pubsub()
+        self.announce = self.redis.register_script(ANNOUNCE)
         self.queues: dict[str, set[Queue]] = {}
         self.jobs: dict[str, uuid.UUID] = {}  # channel -> the job followed on it
         self.confirmed: dict[str, asyncio.Event] = {}
@@ -80,6 +89,7 @@ class Hub:
         self.jobs[channel] = job_id
         if len(followers) == 1:
             self.confirmed[channel] = asyncio.Event()
+            await self._announce(1, job_id)  # the workers write its events from now on
             async with self.subscribing:
                 await self.pubsub.subscribe(channel)
             self.wake.set()
@@ -102,12 +112,22 @@ class Hub:
         followers.discard(queue)
         if not followers:
             del self.queues[channel]
-            self.jobs.pop(channel, None)
+            job_id = self.jobs.pop(channel, None)
             self.confirmed.pop(channel, None)
+            if job_id is not None:
+                await self._announce(-1, job_id)
             with contextlib.suppress(redis.exceptions.RedisError, OSError):
                 async with self.subscribing:
                     if channel not in self.queues:  # nobody joined again meanwhile
                         await self.pubsub.unsubscribe(channel)
+
+    async def _announce(self, change: int, job_id: uuid.UUID) -> None:
+        """The job is followed here now (+1), or no longer (-1): WATCHED_KEY and its
+        channel, read by the workers (worker/job_events.py)."""
+        try:
+            await self.announce(keys=[WATCHED_KEY, WATCH_CHANNEL], args=[str(job_id), change])
+        except (redis.exceptions.RedisError, OSError):
+            log.warning("job events: could not announce job %s", job_id, exc_info=True)
 
     async def _check_ended(self) -> None:
         """Once a second, one statement: which of the jobs followed here have ended."""

@@ -1,5 +1,8 @@
 """The events of the attempt the call loop is running (SPEC "Streaming").
 
+A job that streams writes them always; another only while some API process follows
+it (Watched): a drain that nobody follows makes no event writes at all.
+
 Entries are sent in order, by one task per attempt that takes everything emitted since
 its last write in one script call: a delta goes out at once when nothing is being
 sent, and deltas that arrive while a write is in flight go together in the next, so a
@@ -20,7 +23,14 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from aijobs.settings import get_settings
-from aijobs.streaming.events import APPEND, script_args, seq_key, stream_key
+from aijobs.streaming.events import (
+    APPEND,
+    WATCH_CHANNEL,
+    WATCHED_KEY,
+    script_args,
+    seq_key,
+    stream_key,
+)
 
 log = logging.getLogger("aijobs.worker")
 
@@ -28,6 +38,63 @@ log = logging.getLogger("aijobs.worker")
 FLUSH_WAIT_S = 5.0
 
 _scripts: dict[asyncio.AbstractEventLoop, Any] = {}
+_watchers: dict[asyncio.AbstractEventLoop, Watched] = {}
+
+
+class Watched:
+    """This worker's view of the jobs API processes follow (WATCHED_KEY): the hash read
+    once, then kept by its channel's announcements; read again after a lost
+    connection. A job announced a moment before its claim may be missed: its follower
+    then sees its end, not that attempt's start."""
+
+    def __init__(self, url: str) -> None:
+        self.redis = aioredis.Redis.from_url(url, socket_timeout=None, health_check_interval=30)
+        self.counts: dict[str, int] = {}
+        self.task = asyncio.create_task(self._keep(), name="aijobs-watched-jobs")
+
+    def __contains__(self, job_id: uuid.UUID) -> bool:
+        return self.counts.get(str(job_id), 0) > 0
+
+    async def _keep(self) -> None:
+        while True:
+            try:
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(WATCH_CHANNEL)
+                    await pubsub.get_message(timeout=5)  # the subscription, confirmed
+                    found = await self.redis.hgetall(WATCHED_KEY)
+                    self.counts = {_text(k): int(v) for k, v in found.items()}
+                    while True:
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=None
+                        )
+                        if message is not None and message["type"] == "message":
+                            self._change(_text(message["data"]))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("job events: the watched jobs' channel was lost", exc_info=True)
+                await asyncio.sleep(1)
+
+    def _change(self, announced: str) -> None:
+        job_id = announced[1:]
+        count = self.counts.get(job_id, 0) + (1 if announced[0] == "+" else -1)
+        if count > 0:
+            self.counts[job_id] = count
+        else:
+            self.counts.pop(job_id, None)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def watched(job_id: uuid.UUID) -> bool:
+    """Whether some API process follows the job now (as far as this worker knows)."""
+    loop = asyncio.get_running_loop()
+    found = _watchers.get(loop)
+    if found is None or found.task.done():
+        found = _watchers[loop] = Watched(get_settings().required_redis_url)
+    return job_id in found
 
 
 def _script() -> Any:
@@ -42,15 +109,16 @@ def _script() -> Any:
 class AttemptEvents:
     """Emit entries for one job; `close()` waits until they are written."""
 
-    def __init__(self, job_id: uuid.UUID) -> None:
+    def __init__(self, job_id: uuid.UUID, live: bool) -> None:
         self.keys = [stream_key(job_id), seq_key(job_id)]
         self.job_id = job_id
+        self.live = live  # written only when the job streams or is followed
         self.pending: list[tuple[str, dict[str, Any]]] = []
         self.sender: asyncio.Task[None] | None = None
         self.broken = False
 
     def emit(self, kind: str, data: dict[str, Any]) -> None:
-        if self.broken:
+        if self.broken or not self.live:
             return
         self.pending.append((kind, data))
         if self.sender is None or self.sender.done():

@@ -189,7 +189,8 @@ async def complete(started: Started, owner: str) -> str:
         "model": job.model,
         "attempt": str(job.attempt_no),
     }
-    events = job_events.AttemptEvents(job.id)
+    streams = bool(job.request.get("stream"))
+    events = job_events.AttemptEvents(job.id, live=streams or job_events.watched(job.id))
     error: ProviderError | None = None
     try:
         with sentry.job_scope(**tags):
@@ -201,7 +202,6 @@ async def complete(started: Started, owner: str) -> str:
                 events.emit("attempt", {"number": job.attempt_no, "model": job.model})
                 if started.quota is not None and started.quota.start_in_s > 0:
                     await asyncio.sleep(started.quota.start_in_s)  # its place in the quota
-                streams = bool(job.request.get("stream"))
                 completion, parsed, error, latency_ms, results = await _call(
                     job, events.delta if streams else None
                 )
@@ -245,7 +245,9 @@ def _outcome_events(
     error: ProviderError | None,
 ) -> None:
     """What the settled attempt means to the job's followers (written after the
-    settle committed, so a follower reading the job on `done` finds it ended)."""
+    settle committed, so a follower reading the job on `done` finds it ended). A job
+    followed since its claim has its end written too."""
+    events.live = events.live or job_events.watched(job.id)
     if outcome in ("succeeded", "failed"):
         events.emit("status", {"status": outcome})
         events.emit("done", {})

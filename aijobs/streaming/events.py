@@ -7,6 +7,10 @@ any other API process can read the stream from any point (`Last-Event-ID`). Post
 keeps the durable end state: the `done` entry holds no job; the API reads the job when
 it sends `done`.
 
+A job asking to stream always writes its events; another writes them only while an
+API process follows it (WATCHED_KEY): a follower that joins mid-attempt may miss that
+attempt's `status` and `attempt` entries, never its end.
+
 Entry types: `status` ({"status"}), `attempt` ({"number", "model"}), `delta`
 ({"text"}), `reset` ({"attempt", "code"}: the attempt being streamed failed; its deltas
 are void), `done` ({}). An attempt that starts after one that never ended (a worker
@@ -61,6 +65,23 @@ end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return last
+"""
+
+
+# The jobs API processes follow now (a hash: job id -> how many processes), and the
+# channel where each change is announced ("+<id>", "-<id>"): a job that does not
+# stream writes its events only while it is followed, so a drain nobody watches pays
+# nothing for them.
+WATCHED_KEY = "aijobs:ev:watched"
+WATCH_CHANNEL = "aijobs:ev:watch"
+# KEYS: WATCHED_KEY, WATCH_CHANNEL. ARGV: the job id, +1 or -1.
+ANNOUNCE = """
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+local sign = '+'
+if tonumber(ARGV[2]) < 0 then sign = '-' end
+redis.call('PUBLISH', KEYS[2], sign .. ARGV[1])
+return n
 """
 
 

@@ -16,7 +16,10 @@ from typing import Any
 
 import httpx
 import httpx_sse
+import pytest
+import redis
 
+from aijobs.streaming.events import stream_key
 from tests.conftest import Client, Services
 from tests.helpers import chat, unique, wait_until
 from tests.stack import Stack
@@ -301,3 +304,46 @@ def test_a_burst_of_streams_is_served_by_one_api_process(make_client: Any) -> No
     results = asyncio.run(follow_all())
     assert len(results) == 300
     assert all(kinds[-1] == "cancelled" for kinds in results), results[:3]
+
+
+@pytest.mark.parametrize("model", ["openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"])
+def test_a_streamed_call_costs_what_the_same_call_unstreamed_does(
+    client: Client, model: str
+) -> None:
+    # The same message twice (no cache), streamed and not: the same usage and cost.
+    message = f"{unique('costs')} [cached:3] [chunks:4] several words in the reply"
+    ended = []
+    for stream in (True, False):
+        body = chat(message, model=model, stream=stream, cache=False)
+        ended.append(client.wait(client.submit(body).json()["id"]))
+    streamed, plain = ended
+    assert streamed["status"] == plain["status"] == "succeeded"
+    assert streamed["result"]["content"] == plain["result"]["content"]
+    assert streamed["usage"] == plain["usage"]
+    assert streamed["cost_usd"] == plain["cost_usd"]
+    assert float(streamed["cost_usd"]) > 0
+
+
+def test_a_job_nobody_follows_writes_no_events(client: Client, services: Services) -> None:
+    # A drain nobody watches pays nothing for events; a streamed job always writes them.
+    plain = client.wait(client.submit(chat(unique("unwatched"), cache=False)).json()["id"])
+    streamed = client.wait(
+        client.submit(chat(unique("streamed"), cache=False, stream=True)).json()["id"]
+    )
+    conn = redis.Redis.from_url(services.redis_url)
+    try:
+        assert conn.exists(stream_key(plain["id"])) == 0
+        assert conn.exists(stream_key(streamed["id"])) == 1
+    finally:
+        conn.close()
+
+
+def test_a_followed_job_without_stream_shows_its_attempt(make_client: Any) -> None:
+    client = make_client(max_inflight=1)
+    client.submit(chat(unique("blocker") + " [sleep:2]"))
+    queued = client.submit(chat(unique("followed"))).json()
+    events = read_events(client.http, queued["id"])
+    kinds = [(event.type, event.data.get("status")) for event in events]
+    assert ("status", "running") in kinds and ("attempt", None) in kinds, kinds
+    assert "delta" not in [kind for kind, _ in kinds]
+    assert events[-1].type == "done" and events[-1].data["status"] == "succeeded"
