@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from aijobs import cursor as cursor_of
 from aijobs.errors import NotFound
 from aijobs.money import usd
 
-from .service import decode_cursor, encode_cursor
 from .view import view
 
 _DELIVERY = """LEFT JOIN LATERAL (SELECT status, attempts FROM webhook_deliveries
@@ -71,7 +71,7 @@ def list_all(
             tenant_id = uuid.UUID(tenant)
         except ValueError:
             tenant_name = tenant
-    created, last = decode_cursor(cursor) if cursor else (None, None)
+    created, last = cursor_of.read_keyset(cursor) if cursor else (None, None)
     params = {
         "tenant_id": tenant_id,
         "tenant_name": tenant_name,
@@ -80,7 +80,11 @@ def list_all(
         "limit": limit + 1,
     }
     rows = conn.execute(_ALL, params).mappings().all()
-    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    next_cursor = (
+        cursor_of.keyset(rows[limit - 1]["created_at"], rows[limit - 1]["id"])
+        if len(rows) > limit
+        else None
+    )
     return [_batch(row) for row in rows[:limit]], next_cursor
 
 

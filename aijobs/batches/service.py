@@ -3,16 +3,14 @@ read, list, cancel. Services flush; the edge commits, then publishes."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
+from aijobs import cursor as cursor_of
 from aijobs.billing import budget
 from aijobs.errors import Conflict, IdempotencyConflict, InvalidRequest, NotFound
 from aijobs.jobs import submission
@@ -135,20 +133,6 @@ def resolve(conn: Connection, tenant_id: uuid.UUID, batch_id: str) -> uuid.UUID:
     return parsed
 
 
-def encode_cursor(row: Any) -> str:
-    raw = f"{row['created_at'].isoformat()}|{row['id']}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, _, batch_id = raw.partition("|")
-        return datetime.fromisoformat(created), uuid.UUID(batch_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidRequest("cursor is not one this API returned") from exc
-
-
 _LIST = text(
     """
     SELECT b.*, d.status AS delivery_status, d.attempts AS delivery_attempts
@@ -168,7 +152,7 @@ def list_batches(
     conn: Connection, tenant_id: uuid.UUID, *, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first, paged on the unique key (created_at, id), like GET /v1/jobs."""
-    created, last = decode_cursor(cursor) if cursor else (None, None)
+    created, last = cursor_of.read_keyset(cursor) if cursor else (None, None)
     params = {"tenant_id": tenant_id, "created": created, "last": last, "limit": limit + 1}
     rows = conn.execute(_LIST, params).mappings().all()
     data = []
@@ -177,7 +161,11 @@ def list_batches(
         if row["delivery_status"] is not None:
             webhook = {"status": row["delivery_status"], "attempts": row["delivery_attempts"]}
         data.append(view(row, webhook))
-    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    next_cursor = (
+        cursor_of.keyset(rows[limit - 1]["created_at"], rows[limit - 1]["id"])
+        if len(rows) > limit
+        else None
+    )
     return data, next_cursor
 
 

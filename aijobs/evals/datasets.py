@@ -4,8 +4,6 @@ looked up exactly like a missing one."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from typing import Any
 
@@ -13,6 +11,7 @@ from sqlalchemy import Connection, RowMapping, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 
+from aijobs import cursor as cursor_of
 from aijobs.errors import Conflict, InvalidRequest, NotFound
 
 from .from_job import item_from_job
@@ -191,30 +190,13 @@ def add_item(
     return item_view(name, row)
 
 
-def encode_cursor(position: int) -> str:
-    return base64.urlsafe_b64encode(f"p{position}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("p"):
-            raise ValueError(raw)
-        position = int(raw[1:])
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidRequest("cursor is not one this API returned") from exc
-    if not 0 <= position <= MAX_ITEMS_PER_DATASET:
-        raise InvalidRequest("cursor is not one this API returned")
-    return position
-
-
 def list_items(
     conn: Connection, tenant_id: uuid.UUID, name: str, *, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """In the order they were added, paged by position."""
     dataset = find(conn, tenant_id, name)
-    start = decode_cursor(cursor) if cursor else 0
+    start = cursor_of.read_position(cursor, "p", most=MAX_ITEMS_PER_DATASET) if cursor else 0
     params = {"dataset_id": dataset["id"], "start": start, "limit": limit + 1}
     rows = list(conn.execute(_ITEMS, params).mappings())
-    next_cursor = encode_cursor(rows[limit]["position"]) if len(rows) > limit else None
+    next_cursor = cursor_of.position("p", rows[limit]["position"]) if len(rows) > limit else None
     return [item_view(name, row) for row in rows[:limit]], next_cursor

@@ -8,8 +8,6 @@ signatures stay as they are."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -18,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, text
 from sqlalchemy.orm import Session
 
+from aijobs import cursor as cursor_of
 from aijobs.errors import InvalidRequest, NotFound
 from aijobs.money import usd
 
@@ -220,23 +219,8 @@ def _versus(conn: Connection, eval_id: uuid.UUID, base: bool) -> tuple[list[dict
     return listed, int(rows[0]["total"]) if rows else 0
 
 
-def _cursor(start: int) -> str:
-    return base64.urlsafe_b64encode(f"i{start}".encode()).decode().rstrip("=")
-
-
 def _start(cursor: str | None) -> int:
-    if not cursor:
-        return 0
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("i"):
-            raise ValueError(raw)
-        start = int(raw[1:])
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidRequest("items_cursor is not one this API returned") from exc
-    if start < 0:
-        raise InvalidRequest("items_cursor is not one this API returned")
-    return start
+    return cursor_of.read_position(cursor, "i", "items_cursor") if cursor else 0
 
 
 def _items(
@@ -263,7 +247,7 @@ def _items(
             }
         )
     count = row["total"] // max(len(row["candidates"]), 1)
-    next_cursor = _cursor(start + limit) if start + limit < count else None
+    next_cursor = cursor_of.position("i", start + limit) if start + limit < count else None
     return [items[index] for index in sorted(items)], next_cursor
 
 
@@ -305,20 +289,6 @@ def report(
     }
 
 
-def _encode(row: RowMapping) -> str:
-    raw = f"{row['created_at'].isoformat()}|{row['id']}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, _, last = raw.partition("|")
-        return datetime.fromisoformat(created), uuid.UUID(last)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidRequest("cursor is not one this API returned") from exc
-
-
 def list_evals(
     db: Session | Connection,
     tenant_id: uuid.UUID | None,
@@ -328,7 +298,7 @@ def list_evals(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first, paged on (created_at, id): a tenant's evals, or every tenant's with
     tenant_id None (the operator's pages; each then carries `tenant_id`)."""
-    created, last = _decode(cursor) if cursor else (None, None)
+    created, last = cursor_of.read_keyset(cursor) if cursor else (None, None)
     params = {"tenant_id": tenant_id, "created": created, "last": last, "limit": limit + 1}
     rows = list(_conn(db).execute(_LIST, params).mappings())
     data = []
@@ -337,4 +307,8 @@ def list_evals(
         if tenant_id is None:
             shown["tenant_id"] = str(row["tenant_id"])
         data.append(shown)
-    return data, (_encode(rows[limit - 1]) if len(rows) > limit else None)
+    return data, (
+        cursor_of.keyset(rows[limit - 1]["created_at"], rows[limit - 1]["id"])
+        if len(rows) > limit
+        else None
+    )

