@@ -25,10 +25,8 @@ import redis.exceptions
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import text
 
-from aijobs.db import autocommit, session_scope
-from aijobs.jobs import service as job_service
+from aijobs.db import autocommit
 from aijobs.jobs.transitions import TERMINAL
-from aijobs.jobs.view import view
 from aijobs.settings import get_settings
 from aijobs.streaming.events import (
     ANNOUNCE,
@@ -39,6 +37,7 @@ from aijobs.streaming.events import (
     from_message,
     stream_key,
 )
+from api.routes import jobs
 
 log = logging.getLogger("aijobs.api")
 
@@ -215,12 +214,6 @@ def hub() -> Hub:
     return found
 
 
-def read(tenant_id: uuid.UUID, job_id: uuid.UUID | str) -> dict[str, Any]:
-    """The job object, or the 404 when it is not the tenant's."""
-    with session_scope() as session:
-        return view(job_service.get_row(session, tenant_id, str(job_id)))
-
-
 async def follow(
     tenant_id: uuid.UUID, job_id: uuid.UUID, after: int | None
 ) -> AsyncIterator[Event]:
@@ -248,7 +241,7 @@ async def _follow(
     job_id: uuid.UUID,
     after: int | None,
 ) -> AsyncIterator[Event]:
-    job = await run_in_threadpool(read, tenant_id, job_id)
+    job = await run_in_threadpool(jobs.read, tenant_id, job_id)
     last_id = after or 0
     if after is None and job["status"] in TERMINAL:
         yield await _done(events, channel, job, 0)
@@ -267,7 +260,7 @@ async def _follow(
                 break
             last_id = event.id
             if event.type == "done":
-                job = await run_in_threadpool(read, tenant_id, job_id)
+                job = await run_in_threadpool(jobs.read, tenant_id, job_id)
                 if job["status"] in TERMINAL:  # else a re-run has reopened it since
                     yield Event(event.id, "done", job)
                     return
@@ -286,7 +279,7 @@ async def _follow(
         if ENDED in heard:
             pending, from_stream = await events.entries(channel, last_id), True
             if not pending:  # it ended without a done entry (or that is still to come)
-                job = await run_in_threadpool(read, tenant_id, job_id)
+                job = await run_in_threadpool(jobs.read, tenant_id, job_id)
                 if job["status"] in TERMINAL:
                     yield await _done(events, channel, job, last_id)
                     return

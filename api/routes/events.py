@@ -14,6 +14,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from aijobs.errors import InvalidRequest
 from api import job_events
 from api.deps import TenantDep
+from api.routes import jobs
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -43,7 +44,7 @@ async def job_events_stream(
     the stream; `Last-Event-ID` resumes after that event. A job that has ended answers
     `done` at once."""
     after = _after(last_event_id)
-    job = await run_in_threadpool(job_events.read, tenant.id, job_id)  # 404 if not its
+    job = await run_in_threadpool(jobs.read, tenant.id, job_id)  # 404 if not its
     found = uuid.UUID(job["id"])
 
     async def sent() -> AsyncIterator[ServerSentEvent]:

@@ -101,9 +101,11 @@ def _count(submitted: submission.Submitted) -> None:
     metrics.JOBS_SUBMITTED.labels(row["model"], outcome).inc()
 
 
-def _read(tenant_id: uuid.UUID, job_id: str) -> dict[str, Any]:
+def read(tenant_id: uuid.UUID, job_id: uuid.UUID | str) -> dict[str, Any]:
+    """The job object (GET /v1/jobs/{id}) in a unit of work of its own; 404 when it is
+    not the tenant's. The front door and the job events read jobs here too."""
     with session_scope() as session:
-        return view(job_service.get_row(session, tenant_id, job_id))
+        return view(job_service.get_row(session, tenant_id, str(job_id)))
 
 
 @router.get("/{job_id}")
@@ -117,11 +119,11 @@ async def get_job(
     The wait holds no database connection: each look is a short read."""
     deadline = time.monotonic() + wait
     pause = 0.05
-    view = await run_in_threadpool(_read, tenant.id, job_id)
+    view = await run_in_threadpool(read, tenant.id, job_id)
     while view["status"] not in TERMINAL and time.monotonic() < deadline:
         await asyncio.sleep(min(pause, max(deadline - time.monotonic(), 0)))
         pause = min(pause * 1.5, 0.5)
-        view = await run_in_threadpool(_read, tenant.id, job_id)
+        view = await run_in_threadpool(read, tenant.id, job_id)
     if view["status"] not in TERMINAL:
         response.headers["Retry-After"] = "1"
     return view

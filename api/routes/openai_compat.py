@@ -21,13 +21,10 @@ from fastapi.routing import APIRoute
 from sse_starlette import EventSourceResponse, JSONServerSentEvent, ServerSentEvent
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from aijobs.db import session_scope
 from aijobs.errors import AppError
 from aijobs.jobs import openai_shapes
-from aijobs.jobs import service as job_service
 from aijobs.jobs.schemas import JobRequest
 from aijobs.jobs.transitions import TERMINAL
-from aijobs.jobs.view import view
 from aijobs.tenants.service import TenantInfo
 from api import job_events
 from api.deps import AuthedTenantDep
@@ -98,17 +95,6 @@ IdempotencyKey = Annotated[
 ]
 
 
-def submit(tenant: TenantInfo, request: JobRequest, key: str | None) -> dict[str, Any]:
-    """The job, submitted exactly as POST /v1/jobs submits one (replay, rpm, budget,
-    cache and in-flight dedup, publish after commit, metrics)."""
-    return jobs.accept(request, tenant, key)
-
-
-def _read(tenant_id: uuid.UUID, job_id: str) -> dict[str, Any]:
-    with session_scope() as session:
-        return view(job_service.get_row(session, tenant_id, job_id))
-
-
 def _wait_bound(request: JobRequest) -> float:
     """Every attempt of every model at its timeout, plus slack; at most MAX_WAIT_S."""
     attempts = request.max_attempts * len(request.models())
@@ -119,7 +105,7 @@ async def run(
     http: Request, tenant: TenantInfo, request: JobRequest, key: str | None
 ) -> dict[str, Any]:
     """Submit, then poll the job row until it ends (no connection held while waiting)."""
-    job = await run_in_threadpool(submit, tenant, request, key)
+    job = await run_in_threadpool(jobs.accept, request, tenant, key)
     deadline = time.monotonic() + _wait_bound(request)
     pause = 0.05
     while job["status"] not in TERMINAL and time.monotonic() < deadline:
@@ -127,7 +113,7 @@ async def run(
         pause = min(pause * 1.5, 0.5)
         if await http.is_disconnected():
             break  # the job goes on; nobody is left to answer
-        job = await run_in_threadpool(_read, tenant.id, job["id"])
+        job = await run_in_threadpool(jobs.read, tenant.id, job["id"])
     return job
 
 
@@ -224,7 +210,7 @@ async def chat_completions(
     if request.stream:
         # Refusals (validation, rpm, budget) are still ordinary errors: the submit
         # runs before the stream starts.
-        job = await run_in_threadpool(submit, tenant, request, idempotency_key)
+        job = await run_in_threadpool(jobs.accept, request, tenant, idempotency_key)
         chunks = _chat_chunks(tenant.id, job, openai_shapes.include_usage(body))
         return EventSourceResponse(chunks, headers={JOB_ID_HEADER: job["id"]}, sep=SSE_SEP)
     job = await run(http, tenant, request, idempotency_key)

@@ -99,10 +99,10 @@ async def create_response(
     asked = responses_shapes.response_request(body)
     request = responses_shapes.stored(asked.job)
     if asked.stream:
-        job = await run_in_threadpool(openai_compat.submit, tenant, asked.job, idempotency_key)
+        job = await run_in_threadpool(jobs.accept, asked.job, tenant, idempotency_key)
         return _stream(tenant, job, request, asked.background)
     if asked.background:
-        job = await run_in_threadpool(openai_compat.submit, tenant, asked.job, idempotency_key)
+        job = await run_in_threadpool(jobs.accept, asked.job, tenant, idempotency_key)
     else:
         job = await openai_compat.run(http, tenant, asked.job, idempotency_key)
         if job["status"] != "succeeded":
